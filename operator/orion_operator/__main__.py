@@ -1,0 +1,3 @@
+from orion_operator.cli import main
+
+main()

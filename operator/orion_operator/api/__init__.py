@@ -1,0 +1,8 @@
+"""Pydantic models of every custom resource: the single source of the CRD schemas."""
+
+from orion_operator.api.tenant import Tenant, TenantSpec, TenantStatus
+
+# Every kind the operator serves; `orion-operator crds` renders one CRD for each.
+CUSTOM_RESOURCES = (Tenant,)
+
+__all__ = ["CUSTOM_RESOURCES", "Tenant", "TenantSpec", "TenantStatus"]

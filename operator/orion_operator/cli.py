@@ -1,0 +1,106 @@
+"""`orion-operator`: one entry point, several roles (run, crds, dev)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    import orion_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(
+        verbose=args.verbose,
+        log_prefix=None,  # [namespace/name] on every object's line, except in JSON (a field there)
+        log_format={
+            "plain": kopf.LogFormat.PLAIN,
+            "full": kopf.LogFormat.FULL,
+            "json": kopf.LogFormat.JSON,
+        }[args.log_format],
+    )
+    namespaces = args.namespace or []
+    kopf.run(
+        standalone=args.standalone,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _crds(args: argparse.Namespace) -> int:
+    from orion_operator.api.crds import dump_crd, render_crds, write_crds
+
+    output = Path(args.output)
+    if args.check:
+        drifted = [
+            name
+            for name, manifest in render_crds().items()
+            if not (output / name).exists() or (output / name).read_text() != dump_crd(manifest)
+        ]
+        for name in drifted:
+            print(
+                f"{output / name} differs from the models: run `orion-operator crds`",
+                file=sys.stderr,
+            )
+        return 1 if drifted else 0
+    for path in write_crds(output):
+        print(path)
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from orion_operator.devenv.dev import run_dev
+
+    return run_dev(namespace=args.namespace, once=args.once)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orion-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        help="watch this namespace (or glob); repeatable; default: all namespaces",
+    )
+    run.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering: use when only one operator process can run",
+    )
+    run.add_argument(
+        "--liveness", default=None, help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    run.add_argument("--log-format", choices=["plain", "full", "json"], default="full")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(handler=_run)
+
+    crds = commands.add_parser("crds", help="write the CRD YAML generated from the models")
+    crds.add_argument("-o", "--output", default="crds")
+    crds.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the files in --output differ from the models",
+    )
+    crds.set_defaults(handler=_crds)
+
+    dev = commands.add_parser(
+        "dev", help="local control plane + PostgreSQL + samples + the operator, in the foreground"
+    )
+    dev.add_argument("-n", "--namespace", default="default", help="where the samples go")
+    dev.add_argument(
+        "--once", action="store_true", help="exit (stopping everything) once the samples are Ready"
+    )
+    dev.set_defaults(handler=_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.handler(args))

@@ -1,0 +1,41 @@
+"""Operator start-up and clean-up: kopf settings and the shared clients."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+
+from orion_operator import API_GROUP
+from orion_operator.settings import OperatorSettings
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Our own annotation prefix and finalizer name, so kopf's bookkeeping is recognisably ours.
+    settings.persistence.finalizer = f"{API_GROUP}/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration"
+    )
+    # Only warnings and errors become Events: periodic resyncs would otherwise flood them.
+    settings.posting.level = logging.WARNING
+    # Kopf peering (one active replica) uses this name; see `orion-operator run --standalone`.
+    settings.peering.name = "orion-operator"
+    # Watches are re-established every 5 minutes to survive silent connection drops.
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 60
+
+    memo.settings = OperatorSettings()
+    memo.kube = AsyncClient(field_manager="orion-operator")
+
+
+@kopf.on.cleanup()
+async def close_clients(memo: kopf.Memo, **_: Any) -> None:
+    kube = getattr(memo, "kube", None)
+    if kube is not None:
+        await kube.close()

@@ -1,0 +1,138 @@
+"""Tenant handlers: parse, sync the tenant's row, write status. The work is in `tenancy/`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from orion_operator import API_GROUP, API_VERSION
+from orion_operator.api.common import ConditionStatus
+from orion_operator.api.tenant import ProvisioningMode, TenantPhase, TenantSpec
+from orion_operator.conditions import READY, condition_status, format_time, set_condition, utc_now
+from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
+from orion_operator.tenancy.errors import TenancyError
+from orion_operator.tenancy.rows import TenantRecord, TenantState
+from orion_operator.tenancy.sync import sync_tenant
+
+TENANTS = (API_GROUP, API_VERSION, "tenants")
+
+
+def _desired_record(spec: TenantSpec, tenant_id: str) -> TenantRecord:
+    return TenantRecord(
+        tenant_id=tenant_id,
+        name=spec.display_name or tenant_id,
+        plan=spec.plan.value,
+        state=TenantState.SUSPENDED if spec.suspended else TenantState.ACTIVE,
+    )
+
+
+def _write_ready(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    *,
+    ready: ConditionStatus,
+    reason: str,
+    message: str,
+    phase: TenantPhase,
+    logger: logging.Logger | logging.LoggerAdapter[Any],
+) -> None:
+    generation = body.metadata.get("generation")
+    conditions = body.status.get("conditions")
+    was = condition_status(conditions, READY)
+    patch.status["conditions"] = set_condition(
+        conditions, type=READY, status=ready, reason=reason, message=message, generation=generation
+    )
+    patch.status["observedGeneration"] = generation
+    patch.status["phase"] = phase.value
+    if was != ready.value:
+        if ready is ConditionStatus.TRUE:
+            kopf.info(body, reason=reason, message=message)
+        else:
+            kopf.warn(body, reason=reason, message=message)
+        logger.info("tenant ready=%s reason=%s", ready.value, reason)
+
+
+async def reconcile_tenant(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any
+) -> None:
+    """Level-based: make the database match the spec and report; safe to call any time."""
+    name, namespace = body.metadata.name, body.metadata.namespace
+    try:
+        spec = TenantSpec.model_validate(body.spec)
+    except ValueError as error:
+        message = f"Tenant {name}: invalid spec: {error}"
+        _write_ready(
+            body,
+            patch,
+            ready=ConditionStatus.FALSE,
+            reason="InvalidSpec",
+            message=message,
+            phase=TenantPhase.ERROR,
+            logger=logger,
+        )
+        raise kopf.PermanentError(message) from None
+
+    tenant_id = spec.tenant_id or name
+    patch.status["tenantId"] = tenant_id
+    settings = memo.settings
+    try:
+        url = await read_secret_key(
+            memo.kube,
+            namespace,
+            spec.database.secret_ref,
+            referrer=f"Tenant {name}",
+            field="spec.database.secretRef",
+        )
+        result = await sync_tenant(
+            url,
+            _desired_record(spec, tenant_id),
+            write=spec.provisioning is ProvisioningMode.ENSURE,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        )
+    except (SecretUnavailable, TenancyError) as error:
+        _write_ready(
+            body,
+            patch,
+            ready=ConditionStatus.FALSE,
+            reason=error.reason,
+            message=error.message,
+            phase=TenantPhase.ERROR,
+            logger=logger,
+        )
+        raise kopf.TemporaryError(error.message, delay=settings.retry_delay(retry)) from None
+
+    suspended = result.record.state is TenantState.SUSPENDED
+    verb = "written to" if result.changed else "in"
+    message = f'tenant "{tenant_id}" {verb} the database; ' + ", ".join(
+        f"{table}={count}" for table, count in sorted(result.row_counts.items())
+    )
+    patch.status["rowCounts"] = result.row_counts
+    patch.status["lastSyncedAt"] = format_time(utc_now())
+    _write_ready(
+        body,
+        patch,
+        ready=ConditionStatus.TRUE,
+        reason="Suspended" if suspended else "Synced",
+        message=message,
+        phase=TenantPhase.SUSPENDED if suspended else TenantPhase.READY,
+        logger=logger,
+    )
+
+
+@kopf.on.resume(*TENANTS)
+@kopf.on.create(*TENANTS)
+@kopf.on.update(*TENANTS)
+async def tenant_changed(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
+) -> None:
+    await reconcile_tenant(body, patch, memo, retry, logger)
+
+
+@kopf.timer(*TENANTS, interval=60.0, initial_delay=60.0, idle=10.0)
+async def tenant_resync(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
+) -> None:
+    """Row counts and drift (a row edited by hand) are picked up without a spec change."""
+    await reconcile_tenant(body, patch, memo, retry, logger)

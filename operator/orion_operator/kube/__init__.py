@@ -1,0 +1,1 @@
+"""Small helpers over the Kubernetes client (lightkube's AsyncClient)."""

@@ -1,0 +1,20 @@
+"""Operator-wide settings, read once from the environment (ORION_* variables)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORION_", extra="ignore")
+
+    database_connect_timeout_seconds: int = Field(5, ge=1, le=60)
+    retry_initial_delay_seconds: float = Field(
+        5.0, gt=0, description="First retry delay after a transient failure; doubles each time."
+    )
+    retry_max_delay_seconds: float = Field(300.0, gt=0)
+
+    def retry_delay(self, retry: int) -> float:
+        """Exponential backoff for the `retry`-th attempt (0-based), capped."""
+        return min(self.retry_max_delay_seconds, self.retry_initial_delay_seconds * 2**retry)

@@ -1,0 +1,59 @@
+"""Fixtures on real parts: PostgreSQL from Debian's packages, one database per test."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from orion_operator.devenv.postgres import LocalPostgres
+
+FIXTURES = Path(__file__).parent / "fixtures"
+APP_ROLE = "orion"
+TEMPLATE = "orion_template"
+
+
+@dataclass
+class AppDatabase:
+    """A fresh database with the Orion schema, owned by a password-authenticated role."""
+
+    name: str
+    url: str
+    password: str
+    server: LocalPostgres
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            conn.execute(sql, params)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[tuple[LocalPostgres, str]]:
+    server = LocalPostgres().start()
+    password = "pw-" + secrets.token_hex(12)
+    server.create_role(APP_ROLE, password)
+    server.psql(f'ALTER ROLE "{APP_ROLE}" CREATEDB')
+    server.create_database(TEMPLATE, owner=APP_ROLE)
+    server.psql_file(FIXTURES / "orion_schema.sql", TEMPLATE, APP_ROLE)
+    try:
+        yield server, password
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def app_database(postgres_server: tuple[LocalPostgres, str]) -> Iterator[AppDatabase]:
+    server, password = postgres_server
+    name = f"orion_{uuid.uuid4().hex[:10]}"
+    server.create_database(name, owner=APP_ROLE, template=TEMPLATE)
+    yield AppDatabase(name, server.url_for(name, APP_ROLE, password), password, server)
+    server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
