@@ -59,12 +59,14 @@ def run_dev(namespace: str = "default", once: bool = False) -> int:
         else:
             _say("bringing up the local control plane (scripts/cluster up)")
             cluster("up")
-            cleanup.callback(lambda: (_say("stopping the control plane"), cluster("down")))
+            cleanup.callback(cluster, "down")
+            cleanup.callback(_say, "stopping the control plane")
             os.environ["KUBECONFIG"] = cluster("kubeconfig")
 
         _say("starting PostgreSQL with the sample Orion schema")
         postgres = LocalPostgres().start()
-        cleanup.callback(lambda: (_say("stopping PostgreSQL"), postgres.stop()))
+        cleanup.callback(postgres.stop)
+        cleanup.callback(_say, "stopping PostgreSQL")
         password = secrets.token_urlsafe(18)
         postgres.create_role(APP_ROLE, password)
         postgres.create_database(APP_DATABASE, owner=APP_ROLE)

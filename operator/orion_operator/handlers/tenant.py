@@ -58,7 +58,7 @@ async def reconcile_tenant(
     body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any
 ) -> None:
     """Level-based: make the database match the spec and report; safe to call any time."""
-    name, namespace = body.metadata.name, body.metadata.namespace
+    name, namespace = body.metadata.name, body.metadata.namespace or "default"
     try:
         spec = TenantSpec.model_validate(body.spec)
     except ValueError as error:
@@ -125,14 +125,14 @@ async def reconcile_tenant(
 @kopf.on.create(*TENANTS)
 @kopf.on.update(*TENANTS)
 async def tenant_changed(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
+    *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
 ) -> None:
     await reconcile_tenant(body, patch, memo, retry, logger)
 
 
 @kopf.timer(*TENANTS, interval=60.0, initial_delay=60.0, idle=10.0)
 async def tenant_resync(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
+    *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, logger: Any, **_: Any
 ) -> None:
     """Row counts and drift (a row edited by hand) are picked up without a spec change."""
     await reconcile_tenant(body, patch, memo, retry, logger)
