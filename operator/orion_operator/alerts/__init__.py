@@ -1,0 +1,1 @@
+"""Alerts: when to raise them (state), and how to deliver them (channels). No Kubernetes here."""

@@ -1,0 +1,43 @@
+"""The operator's own Prometheus metrics; every metric is defined here and only here."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HEALTH_STATES = ("ok", "degraded", "error", "down")
+
+probe_state = Gauge(
+    "orion_health_probe_state",
+    "1 for the state the last /health probe found, 0 for the others",
+    ["namespace", "apideployment", "state"],
+)
+service_up = Gauge(
+    "orion_health_service_up",
+    "1 when the last probe or triage found the service up (database, redis, queue/<name>)",
+    ["namespace", "apideployment", "service"],
+)
+probe_duration_seconds = Histogram(
+    "orion_health_probe_duration_seconds",
+    "Time a /health probe took, timeouts included",
+    ["namespace", "apideployment"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+probe_delay_seconds = Histogram(
+    "orion_health_probe_delay_seconds",
+    "How late a probe started against its schedule",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+alerts_sent_total = Counter(
+    "orion_alerts_sent_total", "Alerts delivered, per channel and severity", ["channel", "severity"]
+)
+alerts_failed_total = Counter(
+    "orion_alerts_failed_total",
+    "Alerts a channel could not deliver after its retries",
+    ["channel", "severity"],
+)
+reconcile_total = Counter(
+    "orion_reconcile_total", "Reconciliations per kind and outcome", ["kind", "outcome"]
+)
+reconcile_duration_seconds = Histogram(
+    "orion_reconcile_duration_seconds", "Reconciliation time per kind", ["kind"]
+)
