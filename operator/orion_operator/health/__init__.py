@@ -1,0 +1,1 @@
+"""The API's /health contract: probing, classification and triage. No Kubernetes here."""
