@@ -10,8 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from orion_operator.devenv.postgres import LocalPostgres
+from orion_operator.devenv.redis import LocalRedis
 
 FIXTURES = Path(__file__).parent / "fixtures"
 APP_ROLE = "orion"
@@ -57,3 +59,34 @@ def app_database(postgres_server: tuple[LocalPostgres, str]) -> Iterator[AppData
     server.create_database(name, owner=APP_ROLE, template=TEMPLATE)
     yield AppDatabase(name, server.url_for(name, APP_ROLE, password), password, server)
     server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[LocalRedis]:
+    """One password-protected Redis for the session; tests that stop it use `disposable_redis`."""
+    server = LocalRedis(password="pw-" + secrets.token_hex(12)).start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: LocalRedis) -> str:
+    """The session's Redis, emptied for this test; the URL carries the password."""
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def disposable_redis() -> Iterator[LocalRedis]:
+    """A password-protected Redis of this test's own, to stop, pause and start again."""
+    server = LocalRedis(password="pw-" + secrets.token_hex(12)).start()
+    try:
+        yield server
+    finally:
+        server.close()

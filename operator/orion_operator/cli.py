@@ -58,6 +58,13 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(namespace=args.namespace, once=args.once)
 
 
+def _demo_api(args: argparse.Namespace) -> int:
+    from orion_operator.demo.api import run_demo_api
+
+    run_demo_api(args.host, args.port)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orion-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="exit (stopping everything) once the samples are Ready"
     )
     dev.set_defaults(handler=_dev)
+
+    demo = commands.add_parser(
+        "demo-api",
+        help="a small API serving the /health contract from real checks of "
+        "$DATABASE_URL, $REDIS_URL and the BullMQ queues dian, backup, reports",
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=3000)
+    demo.set_defaults(handler=_demo_api)
     return parser
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-HEALTH_STATES = ("ok", "degraded", "error", "down")
-
 probe_state = Gauge(
     "orion_health_probe_state",
     "1 for the state the last /health probe found, 0 for the others",

@@ -14,6 +14,10 @@ class OperatorSettings(BaseSettings):
         5.0, gt=0, description="First retry delay after a transient failure; doubles each time."
     )
     retry_max_delay_seconds: float = Field(300.0, gt=0)
+    metrics_port: int = Field(
+        8080, ge=0, le=65535, description="Prometheus /metrics port; 0 turns the endpoint off."
+    )
+    metrics_host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
 
     def retry_delay(self, retry: int) -> float:
         """Exponential backoff for the `retry`-th attempt (0-based), capped."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +20,13 @@ from typing import Any, TypeVar
 import pytest
 
 from orion_operator.devenv.kubectl import REPO_ROOT, install_crds, kubectl
+from orion_operator.devenv.postgres import free_port
+from tests.alert_receivers import (
+    HttpReceiver,
+    ReceivedRequest,
+    SmtpReceiver,
+    make_self_signed_certificate,
+)
 
 T = TypeVar("T")
 TEST_CLUSTER = "orion-test"
@@ -63,10 +73,85 @@ def cluster() -> Iterator[str]:
             subprocess.run([script, "down"], check=False, env=env)
 
 
+class ThreadedHttpReceiver:
+    """The alert tests' HTTP receiver on its own event loop thread, for these synchronous tests."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.receiver = asyncio.run_coroutine_threadsafe(HttpReceiver().start(), self._loop).result(
+            10
+        )
+
+    def url(self, path: str) -> str:
+        return self.receiver.url(path)
+
+    def to(self, path: str) -> list[ReceivedRequest]:
+        return list(self.receiver.to(path))
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.receiver.stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+@dataclass(frozen=True)
+class AlertReceivers:
+    http: ThreadedHttpReceiver
+    smtp: SmtpReceiver
+    smtp_password: str
+    webhook_secret: str
+    slack_path: str
+    certificate_path: Path
+
+
+@pytest.fixture(scope="session")
+def alert_receivers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertReceivers]:
+    certificate = make_self_signed_certificate(tmp_path_factory.mktemp("smtp-tls"))
+    password = "smtp-" + uuid.uuid4().hex
+    smtp = SmtpReceiver(
+        certificate=certificate, starttls=True, credentials=("alerts@orion.test", password)
+    ).start()
+    http = ThreadedHttpReceiver()
+    receivers = AlertReceivers(
+        http=http,
+        smtp=smtp,
+        smtp_password=password,
+        webhook_secret="whsec_" + base64.b64encode(uuid.uuid4().bytes * 2).decode(),
+        slack_path=f"/services/T000/B000/{uuid.uuid4().hex}",
+        certificate_path=certificate.cert_path,
+    )
+    try:
+        yield receivers
+    finally:
+        http.stop()
+        smtp.stop()
+
+
+def alert_environment(receivers: AlertReceivers) -> dict[str, str]:
+    """The runbook's variables, pointed at the local receivers."""
+    return {
+        "ALERTS_ENABLED": "true",
+        "ALERT_EMAIL": "oncall@orion.test",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(receivers.smtp.port),
+        "SMTP_USER": "alerts@orion.test",
+        "SMTP_PASS": receivers.smtp_password,
+        "SMTP_FROM": "Orion <alerts@orion.test>",
+        "SLACK_WEBHOOK_URL": receivers.http.url(receivers.slack_path),
+        "ALERT_WEBHOOK_URL": receivers.http.url("/orion-alerts"),
+        "ALERT_WEBHOOK_SECRET": receivers.webhook_secret,
+        # The SMTP receiver's certificate is self-signed: trust it the standard way.
+        "SSL_CERT_FILE": str(receivers.certificate_path),
+    }
+
+
 @dataclass
 class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
+    metrics_port: int
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -76,11 +161,17 @@ class OperatorProcess:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: str, alert_receivers: AlertReceivers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    metrics_port = free_port()
     env = {
         **os.environ,
+        **alert_environment(alert_receivers),
         "KUBECONFIG": cluster,
+        "ORION_METRICS_PORT": str(metrics_port),
+        "ORION_METRICS_HOST": "127.0.0.1",
         # Fast retries so tests see recovery quickly; the backoff still doubles.
         "ORION_RETRY_INITIAL_DELAY_SECONDS": "1",
         "ORION_RETRY_MAX_DELAY_SECONDS": "4",
@@ -102,7 +193,7 @@ def operator(cluster: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             env=env,
             cwd=REPO_ROOT,
         )
-    running = OperatorProcess(process, log_path)
+    running = OperatorProcess(process, log_path, metrics_port)
     wait_for(
         lambda: "Starting the watch-stream" in running.log() or process.poll() is not None,
         timeout=60,

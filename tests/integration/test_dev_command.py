@@ -23,12 +23,16 @@ def test_dev_applies_the_samples_and_shows_them_ready(cluster: str) -> None:
         )
         assert done.returncode == 0, done.stderr[-3000:]
         rows = [line.split() for line in done.stdout.splitlines() if line.strip()]
-        assert rows[0] == ["NAME", "TENANT", "ID", "PLAN", "PHASE", "USERS", "AGE"]
         # acme exists in the sample data with three users; globex is created by the operator.
-        assert [row[:5] for row in rows[1:]] == [
-            ["acme", "acme", "pro", "Ready", "3"],
-            ["globex", "globex", "starter", "Ready", "0"],
+        tenants = [row[:5] for row in rows if row[0].startswith("tenant.orion.io/")]
+        assert tenants == [
+            ["tenant.orion.io/acme", "acme", "pro", "Ready", "3"],
+            ["tenant.orion.io/globex", "globex", "starter", "Ready", "0"],
         ]
+        # The sample ApiDeployment probes the demo API, which checks the real PostgreSQL and Redis.
+        api = next(row for row in rows if row[0] == "apideployment.orion.io/orion-api")
+        assert api[1:5] == ["Healthy", "ok", "connected", "connected"]
         assert "stopping PostgreSQL" in done.stderr
+        assert "stopping Redis" in done.stderr
     finally:
         kubectl("delete", "namespace", namespace, "--wait=false", check=False)

@@ -41,6 +41,8 @@ def test_schemas_are_structural() -> None:
                 if not schema.get("x-kubernetes-int-or-string"):
                     assert "type" in schema, f"{name} {path}: every field needs a type"
                 assert schema.get("default", "") is not None, f"{name} {path}: null default"
+                for bound in ("exclusiveMinimum", "exclusiveMaximum"):
+                    assert isinstance(schema.get(bound, True), bool), f"{name} {path}: {bound}"
 
 
 def test_every_kind_has_status_categories_and_ready_column() -> None:

@@ -1,8 +1,16 @@
 """Pydantic models of every custom resource: the single source of the CRD schemas."""
 
+from orion_operator.api.apideployment import ApiDeployment, ApiDeploymentSpec
 from orion_operator.api.tenant import Tenant, TenantSpec, TenantStatus
 
 # Every kind the operator serves; `orion-operator crds` renders one CRD for each.
-CUSTOM_RESOURCES = (Tenant,)
+CUSTOM_RESOURCES = (ApiDeployment, Tenant)
 
-__all__ = ["CUSTOM_RESOURCES", "Tenant", "TenantSpec", "TenantStatus"]
+__all__ = [
+    "CUSTOM_RESOURCES",
+    "ApiDeployment",
+    "ApiDeploymentSpec",
+    "Tenant",
+    "TenantSpec",
+    "TenantStatus",
+]

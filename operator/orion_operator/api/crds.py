@@ -14,17 +14,26 @@ from orion_operator.api import CUSTOM_RESOURCES
 CATEGORIES = ["orion"]
 
 
-def _without_null_defaults(node: Any) -> Any:
-    """Drop `default: null` (the API server would store explicit nulls) and empty `required`."""
-    if isinstance(node, dict):
-        return {
-            key: _without_null_defaults(value)
-            for key, value in node.items()
-            if not (key == "default" and value is None) and not (key == "required" and value == [])
-        }
+def _for_kubernetes(node: Any) -> Any:
+    """Adapt pydantic's JSON Schema to the API server's OpenAPI v3.0 dialect.
+
+    Drops `default: null` (the API server would store explicit nulls) and empty `required`, and
+    turns numeric exclusive bounds (JSON Schema 2020) into v3.0's boolean flag form.
+    """
     if isinstance(node, list):
-        return [_without_null_defaults(item) for item in node]
-    return node
+        return [_for_kubernetes(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    adapted: dict[str, Any] = {}
+    for key, value in node.items():
+        if (key == "default" and value is None) or (key == "required" and value == []):
+            continue
+        if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            adapted["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            adapted[key] = True
+            continue
+        adapted[key] = _for_kubernetes(value)
+    return adapted
 
 
 def render_crds() -> dict[str, dict[str, Any]]:
@@ -35,7 +44,7 @@ def render_crds() -> dict[str, dict[str, Any]]:
     rendered = {}
     for crd in registry:
         # Defaults go into the schema: the API server fills them in and `kubectl get` shows them.
-        manifest = _without_null_defaults(crd.kubernetes_resource(include_defaults=True))
+        manifest = _for_kubernetes(crd.kubernetes_resource(include_defaults=True))
         rendered[f"{crd.plural_name}.{crd.api_group}.yaml"] = manifest
     return rendered
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
+import aiohttp
 import kopf
+import prometheus_client
 from lightkube import AsyncClient
 
 from orion_operator import API_GROUP
+from orion_operator.alerts.dispatch import build_dispatcher
+from orion_operator.alerts.sender import BackgroundAlertSender
 from orion_operator.settings import OperatorSettings
 
 
@@ -32,10 +37,17 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     memo.settings = OperatorSettings()
     memo.kube = AsyncClient(field_manager="orion-operator")
+    memo.http = aiohttp.ClientSession()
+    memo.alert_sender = BackgroundAlertSender(build_dispatcher(os.environ))
+    if memo.settings.metrics_port:
+        prometheus_client.start_http_server(memo.settings.metrics_port, memo.settings.metrics_host)
 
 
 @kopf.on.cleanup()
 async def close_clients(memo: kopf.Memo, **_: Any) -> None:
-    kube = getattr(memo, "kube", None)
-    if kube is not None:
-        await kube.close()
+    sender = getattr(memo, "alert_sender", None)
+    if sender is not None:
+        await sender.aclose()
+    for client in (getattr(memo, "http", None), getattr(memo, "kube", None)):
+        if client is not None:
+            await client.close()

@@ -1,0 +1,1 @@
+"""A demo API that implements the runbook's GET /health contract from real checks."""
