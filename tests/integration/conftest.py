@@ -152,6 +152,7 @@ class OperatorProcess:
     process: subprocess.Popen[bytes]
     log_path: Path
     metrics_port: int
+    liveness_port: int
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -165,7 +166,7 @@ def operator(
     cluster: str, alert_receivers: AlertReceivers, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
     log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    metrics_port = free_port()
+    metrics_port, liveness_port = free_port(), free_port()
     env = {
         **os.environ,
         **alert_environment(alert_receivers),
@@ -187,13 +188,15 @@ def operator(
                 "--verbose",
                 "-n",
                 f"{NAMESPACE_PREFIX}*",
+                "--liveness",
+                f"http://127.0.0.1:{liveness_port}/healthz",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=REPO_ROOT,
         )
-    running = OperatorProcess(process, log_path, metrics_port)
+    running = OperatorProcess(process, log_path, metrics_port, liveness_port)
     wait_for(
         lambda: "Starting the watch-stream" in running.log() or process.poll() is not None,
         timeout=60,

@@ -227,3 +227,16 @@ def _when(payload: dict[str, Any]) -> float:
     import datetime
 
     return datetime.datetime.fromisoformat(payload["occurredAt"]).timestamp()
+
+
+def test_operator_serves_liveness_and_metrics(operator: OperatorProcess) -> None:
+    live = urllib.request.urlopen(f"http://127.0.0.1:{operator.liveness_port}/healthz")
+    assert live.status == 200
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics").read()
+    for name in (
+        "orion_health_probe_duration_seconds",
+        "orion_alerts_sent_total",
+        "orion_reconcile_total",
+        "orion_reconcile_duration_seconds",
+    ):
+        assert f"# TYPE {name}" in metrics.decode()

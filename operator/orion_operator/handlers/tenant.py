@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kopf
 
-from orion_operator import API_GROUP, API_VERSION
+from orion_operator import API_GROUP, API_VERSION, metrics
 from orion_operator.api.common import ConditionStatus
 from orion_operator.api.tenant import ProvisioningMode, TenantPhase, TenantSpec
 from orion_operator.conditions import READY, condition_status, format_time, set_condition, utc_now
@@ -121,13 +122,26 @@ async def reconcile_tenant(
     )
 
 
+async def _measured_reconcile(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any
+) -> None:
+    started = time.monotonic()
+    outcome = "error"
+    try:
+        await reconcile_tenant(body, patch, memo, retry, logger)
+        outcome = "ok"
+    finally:
+        metrics.reconcile_total.labels("Tenant", outcome).inc()
+        metrics.reconcile_duration_seconds.labels("Tenant").observe(time.monotonic() - started)
+
+
 @kopf.on.resume(*TENANTS)
 @kopf.on.create(*TENANTS)
 @kopf.on.update(*TENANTS)
 async def tenant_changed(
     *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
 ) -> None:
-    await reconcile_tenant(body, patch, memo, retry, logger)
+    await _measured_reconcile(body, patch, memo, retry, logger)
 
 
 @kopf.timer(*TENANTS, interval=60.0, initial_delay=60.0, idle=10.0)
@@ -135,4 +149,4 @@ async def tenant_resync(
     *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, logger: Any, **_: Any
 ) -> None:
     """Row counts and drift (a row edited by hand) are picked up without a spec change."""
-    await reconcile_tenant(body, patch, memo, retry, logger)
+    await _measured_reconcile(body, patch, memo, retry, logger)
