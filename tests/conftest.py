@@ -90,3 +90,7 @@ def disposable_redis() -> Iterator[LocalRedis]:
         yield server
     finally:
         server.close()
+
+
+# Shared with the integration tests: moto's S3 server on loopback.
+from tests.s3_server import s3_endpoint  # noqa: E402, F401

@@ -1,15 +1,18 @@
 """Pydantic models of every custom resource: the single source of the CRD schemas."""
 
 from orion_operator.api.apideployment import ApiDeployment, ApiDeploymentSpec
+from orion_operator.api.backup import Backup, BackupSpec
 from orion_operator.api.tenant import Tenant, TenantSpec, TenantStatus
 
 # Every kind the operator serves; `orion-operator crds` renders one CRD for each.
-CUSTOM_RESOURCES = (ApiDeployment, Tenant)
+CUSTOM_RESOURCES = (ApiDeployment, Backup, Tenant)
 
 __all__ = [
     "CUSTOM_RESOURCES",
     "ApiDeployment",
     "ApiDeploymentSpec",
+    "Backup",
+    "BackupSpec",
     "Tenant",
     "TenantSpec",
     "TenantStatus",

@@ -22,3 +22,7 @@ async def merge_patch_status(
     await client.patch(
         resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
     )
+
+
+BackupResource = create_namespaced_resource(API_GROUP, API_VERSION, "Backup", "backups")
+TenantResource = create_namespaced_resource(API_GROUP, API_VERSION, "Tenant", "tenants")

@@ -1,0 +1,139 @@
+"""The Backup custom resource: one backup run, platform (pg_dump) or tenant (ZIP of CSVs)."""
+
+from __future__ import annotations
+
+import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from kube_custom_resource import CustomResource, schema
+from pydantic import Field, StringConstraints
+
+from orion_operator import API_VERSION
+from orion_operator.api.common import Conditions, DatabaseRef, DnsLabel, SecretName
+
+DEFAULT_BACKUP_DIR = "./backups"
+
+
+class BackupType(StrEnum):
+    PLATFORM = "platform"
+    TENANT = "tenant"
+
+
+class BackupFormat(StrEnum):
+    CUSTOM = "custom"
+    PLAIN = "plain"
+
+
+class BackupPhase(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+
+class TenantRef(schema.BaseModel):
+    name: DnsLabel = Field(..., description="A Tenant in the same namespace.")
+
+
+class VolumeStorage(schema.BaseModel):
+    path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        DEFAULT_BACKUP_DIR,
+        description="Directory for artifacts (the runbook's BACKUP_DIR); a PVC mount in a cluster.",
+    )
+    min_free_percent: int = Field(
+        20, ge=0, le=99, description="Fail before dumping when less space than this is free."
+    )
+
+
+class S3Storage(schema.BaseModel):
+    bucket: Annotated[str, StringConstraints(min_length=3, max_length=63)] = Field(
+        ..., description="The runbook's BACKUP_S3_BUCKET."
+    )
+    prefix: Annotated[str, StringConstraints(max_length=512)] = Field("", description="Key prefix.")
+    endpoint: schema.Optional[
+        Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2048)]
+    ] = Field(None, description="S3-compatible endpoint URL; AWS when unset.")
+    region: schema.Optional[Annotated[str, StringConstraints(max_length=64)]] = None
+    credentials_secret: schema.Optional[SecretName] = Field(
+        None,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; the operator's "
+        "own AWS credentials when unset.",
+    )
+
+
+class StorageSpec(schema.BaseModel):
+    volume: schema.Optional[VolumeStorage] = None
+    s3: schema.Optional[S3Storage] = None
+
+
+class BackupSpec(schema.BaseModel):
+    type: BackupType = Field(BackupType.PLATFORM, description="platform: pg_dump; tenant: ZIP.")
+    format: BackupFormat = Field(
+        BackupFormat.CUSTOM, description="pg_dump format of platform backups: custom or plain."
+    )
+    tenant_ref: schema.Optional[TenantRef] = Field(None, description="Required for tenant.")
+    database: DatabaseRef = Field(default_factory=DatabaseRef)
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="One of volume or s3; a volume when empty."
+    )
+
+
+class BackupStatus(schema.BaseModel):
+    observed_generation: schema.Optional[int] = None
+    phase: schema.Optional[BackupPhase] = None
+    conditions: Conditions = Field(default_factory=list)
+    attempts: int = 0
+    started_at: schema.Optional[datetime.datetime] = None
+    completed_at: schema.Optional[datetime.datetime] = None
+    duration_seconds: schema.Optional[float] = None
+    size_bytes: schema.Optional[int] = None
+    sha256: schema.Optional[str] = None
+    location: schema.Optional[str] = Field(None, description="file:// or s3:// URI.")
+    manifest: schema.Optional[str] = Field(None, description="URI of the JSON manifest.")
+    pg_dump_version: schema.Optional[str] = None
+    server_version: schema.Optional[str] = None
+    row_counts: dict[str, int] = Field(default_factory=dict, description="Tenant backups.")
+    message: schema.Optional[str] = None
+
+
+# kube-custom-resource configures CRDs through metaclass keywords, which mypy cannot follow.
+class Backup(  # type: ignore[call-arg,metaclass]
+    CustomResource,
+    version=API_VERSION,
+    short_names=["bk"],
+    subresources={"status": {}},
+    printer_columns=[
+        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+        {"name": "Tenant", "type": "string", "jsonPath": ".spec.tenantRef.name"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Size", "type": "integer", "jsonPath": ".status.sizeBytes"},
+        {"name": "Completed", "type": "date", "jsonPath": ".status.completedAt"},
+        {"name": "Location", "type": "string", "jsonPath": ".status.location", "priority": 1},
+    ],
+):
+    """One backup run: pg_dump of the whole database, or one tenant's rows as CSVs in a ZIP."""
+
+    spec: BackupSpec = Field(
+        default_factory=BackupSpec,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'tenant' || has(self.tenantRef)",
+                    "message": "tenant backups need spec.tenantRef",
+                    "fieldPath": ".tenantRef",
+                },
+                {
+                    "rule": "!has(self.storage) "
+                    "|| !(has(self.storage.volume) && has(self.storage.s3))",
+                    "message": "spec.storage takes one of volume or s3, not both",
+                    "fieldPath": ".storage",
+                },
+                {
+                    "rule": "self == oldSelf",
+                    "message": "a Backup's spec cannot change; create a new Backup",
+                },
+            ]
+        },
+    )
+    status: BackupStatus = Field(default_factory=BackupStatus)
