@@ -39,3 +39,20 @@ reconcile_total = Counter(
 reconcile_duration_seconds = Histogram(
     "orion_reconcile_duration_seconds", "Reconciliation time per kind", ["kind"]
 )
+backup_last_success_timestamp_seconds = Gauge(
+    "orion_backup_last_success_timestamp_seconds",
+    "When the last backup of this kind completed (Unix time)",
+    ["namespace", "type"],
+)
+backup_duration_seconds = Histogram(
+    "orion_backup_duration_seconds",
+    "Backup run time",
+    ["namespace", "type"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
+backup_size_bytes = Gauge(
+    "orion_backup_size_bytes", "Size of the last completed backup", ["namespace", "type"]
+)
+backups_failed_total = Counter(
+    "orion_backups_failed_total", "Failed backups", ["namespace", "type"]
+)

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import subprocess
+import urllib.request
 import uuid
 import zipfile
 from pathlib import Path
@@ -107,6 +108,12 @@ def test_platform_backup_to_a_volume_is_complete_checksummed_and_restorable(
         == 0
     )
     assert get_json("backup", "nightly", "-n", namespace)["status"]["attempts"] == 1
+
+    # The metric a Prometheus rule would alert on ("backup older than 26 h").
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics").read()
+    assert (
+        f'orion_backup_last_success_timestamp_seconds{{namespace="{namespace}",type="platform"}}'
+    ) in metrics.decode()
 
 
 def test_tenant_backup_zip_holds_only_that_tenants_rows(

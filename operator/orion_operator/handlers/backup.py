@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 from lightkube.core.exceptions import ApiError
 
-from orion_operator import API_GROUP, API_VERSION
+from orion_operator import API_GROUP, API_VERSION, metrics
 from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
 from orion_operator.api.backup import BackupPhase, BackupSpec, BackupType
 from orion_operator.api.common import ConditionStatus, SecretKeyRef
@@ -185,6 +185,7 @@ async def backup_requested(
                 ),
             }
         )
+        metrics.backups_failed_total.labels(namespace, spec.type.value).inc()
         kopf.warn(body, reason="BackupFailed", message=f"{reason}: {message}")
         memo.alert_sender.submit(_failed_alert(namespace, name, reason, message))
         return
@@ -214,4 +215,12 @@ async def backup_requested(
             ),
         }
     )
+    labels = (namespace, spec.type.value)
+    metrics.backup_last_success_timestamp_seconds.labels(*labels).set(
+        result.finished_at.timestamp()
+    )
+    metrics.backup_duration_seconds.labels(*labels).observe(
+        (result.finished_at - result.started_at).total_seconds()
+    )
+    metrics.backup_size_bytes.labels(*labels).set(artifact.size_bytes)
     kopf.info(body, reason="BackupCompleted", message=message)
