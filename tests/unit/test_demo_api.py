@@ -19,6 +19,7 @@ from orion_operator.devenv.redis import LocalRedis
 from orion_operator.health.contract import HealthState, classify_health
 from orion_operator.health.triage import DependencyCheck, DependencyStatus, QueueCheck, TriageResult
 from tests.conftest import AppDatabase
+from tests.fixtures.health_bodies import OK as RUNBOOK_OK
 
 QUEUES = ("dian", "backup", "reports")
 
@@ -77,19 +78,8 @@ def test_body_of_a_healthy_system_is_the_runbooks_ok_example() -> None:
         now=datetime.datetime(2026, 2, 19, 10, 0, tzinfo=datetime.UTC),
     )
 
-    idle = {"status": "connected", "waiting": 0, "active": 0, "failed": 0}
-    assert body == {
-        "status": "ok",
-        "timestamp": "2026-02-19T10:00:00.000Z",
-        "uptime": 86400,
-        "environment": "production",
-        "services": {
-            "database": "connected",
-            "redis": "connected",
-            "queues": {"dian": idle, "backup": idle, "reports": idle},
-            "responseTime": "5ms",
-        },
-    }
+    # Exactly the runbook's example answer.
+    assert body == RUNBOOK_OK
 
 
 async def test_health_is_ok_then_degraded_while_redis_is_stopped_then_ok_again(

@@ -15,7 +15,7 @@ from lightkube.core.exceptions import ApiError
 
 from orion_operator import API_GROUP, API_VERSION, metrics
 from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
-from orion_operator.api.backup import BackupPhase, BackupSpec, BackupType
+from orion_operator.api.backup import DEFAULT_BACKUP_DIR, BackupPhase, BackupSpec, BackupType
 from orion_operator.api.common import ConditionStatus, SecretKeyRef
 from orion_operator.backup.dump import DumpError
 from orion_operator.backup.run import BackupError, BackupRequest, artifact_key, run_backup
@@ -38,24 +38,19 @@ async def _location(memo: kopf.Memo, namespace: str, name: str, spec: BackupSpec
     s3 = spec.storage.s3
     if s3 is None:
         volume = spec.storage.volume
-        return VolumeLocation(Path(volume.path if volume else "./backups"))
+        return VolumeLocation(Path(volume.path if volume else DEFAULT_BACKUP_DIR))
     key_id = secret_key = None
     if s3.credentials_secret:
-        referrer, field = f"Backup {name}", "spec.storage.s3.credentialsSecret"
-        key_id = await read_secret_key(
-            memo.kube,
-            namespace,
-            SecretKeyRef(name=s3.credentials_secret, key="AWS_ACCESS_KEY_ID"),
-            referrer=referrer,
-            field=field,
-        )
-        secret_key = await read_secret_key(
-            memo.kube,
-            namespace,
-            SecretKeyRef(name=s3.credentials_secret, key="AWS_SECRET_ACCESS_KEY"),
-            referrer=referrer,
-            field=field,
-        )
+        key_id, secret_key = [
+            await read_secret_key(
+                memo.kube,
+                namespace,
+                SecretKeyRef(name=s3.credentials_secret, key=key),
+                referrer=f"Backup {name}",
+                field="spec.storage.s3.credentialsSecret",
+            )
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
     return S3Location(
         bucket=s3.bucket,
         prefix=s3.prefix,
