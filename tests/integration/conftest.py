@@ -29,7 +29,8 @@ from tests.alert_receivers import (
 )
 
 T = TypeVar("T")
-TEST_CLUSTER = "orion-test"
+# A second test run on the same machine can use its own cluster (ORION_TEST_CLUSTER).
+TEST_CLUSTER = os.environ.get("ORION_TEST_CLUSTER", "orion-test")
 NAMESPACE_PREFIX = "orion-test-"
 
 
