@@ -10,9 +10,22 @@ from kube_custom_resource import CustomResource, schema
 from pydantic import Field, StringConstraints
 
 from orion_operator import API_VERSION
-from orion_operator.api.common import Conditions, DatabaseRef, DnsLabel, SecretName
+from orion_operator.api.common import (
+    QUANTITY_PATTERN,
+    Conditions,
+    DatabaseRef,
+    DnsLabel,
+    DnsSubdomain,
+    SecretName,
+)
 
 DEFAULT_BACKUP_DIR = "./backups"
+# Everything but deletionPolicy is fixed once the run is declared.
+_FIXED_FIELDS = ("type", "format", "tenantRef", "database", "storage", "executor", "job")
+IMMUTABLE_SPEC_RULE = " && ".join(
+    f"has(self.{f}) == has(oldSelf.{f}) && (!has(self.{f}) || self.{f} == oldSelf.{f})"
+    for f in _FIXED_FIELDS
+)
 
 
 class BackupType(StrEnum):
@@ -23,6 +36,16 @@ class BackupType(StrEnum):
 class BackupFormat(StrEnum):
     CUSTOM = "custom"
     PLAIN = "plain"
+
+
+class BackupExecutor(StrEnum):
+    INLINE = "inline"
+    JOB = "job"
+
+
+class BackupDeletionPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
 
 
 class BackupPhase(StrEnum):
@@ -43,6 +66,10 @@ class VolumeStorage(schema.BaseModel):
     )
     min_free_percent: int = Field(
         20, ge=0, le=99, description="Fail before dumping when less space than this is free."
+    )
+    claim_name: schema.Optional[DnsSubdomain] = Field(
+        None,
+        description="PersistentVolumeClaim mounted at `path` in backup Jobs (job executor).",
     )
 
 
@@ -67,6 +94,28 @@ class StorageSpec(schema.BaseModel):
     s3: schema.Optional[S3Storage] = None
 
 
+Quantity = Annotated[str, StringConstraints(pattern=QUANTITY_PATTERN, max_length=64)]
+
+
+class JobResources(schema.BaseModel):
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: {"cpu": "250m", "memory": "256Mi"}
+    )
+    limits: dict[str, Quantity] = Field(default_factory=lambda: {"cpu": "2", "memory": "1Gi"})
+
+
+class JobSettings(schema.BaseModel):
+    """How a backup Job runs (job executor)."""
+
+    backoff_limit: int = Field(
+        1, ge=0, le=10, description="Retries of a failed backup pod; each starts over."
+    )
+    active_deadline_seconds: int = Field(
+        21600, ge=60, description="The Job fails when the backup takes longer than this."
+    )
+    resources: JobResources = Field(default_factory=JobResources)
+
+
 class BackupSpec(schema.BaseModel):
     type: BackupType = Field(BackupType.PLATFORM, description="platform: pg_dump; tenant: ZIP.")
     format: BackupFormat = Field(
@@ -76,6 +125,17 @@ class BackupSpec(schema.BaseModel):
     database: DatabaseRef = Field(default_factory=DatabaseRef)
     storage: StorageSpec = Field(
         default_factory=StorageSpec, description="One of volume or s3; a volume when empty."
+    )
+    executor: schema.Optional[BackupExecutor] = Field(
+        None,
+        description="inline: in the operator process; job: a batch/v1 Job with the operator "
+        "image. The operator's ORION_BACKUP_EXECUTOR when unset.",
+    )
+    job: JobSettings = Field(default_factory=JobSettings, description="Job executor settings.")
+    deletion_policy: schema.Optional[BackupDeletionPolicy] = Field(
+        None,
+        description="What deleting this Backup does to its artifact: Retain keeps it, Delete "
+        "removes it. Unset: Delete for Backups made by a BackupSchedule, else Retain.",
     )
 
 
@@ -130,8 +190,9 @@ class Backup(  # type: ignore[call-arg,metaclass]
                     "fieldPath": ".storage",
                 },
                 {
-                    "rule": "self == oldSelf",
-                    "message": "a Backup's spec cannot change; create a new Backup",
+                    "rule": IMMUTABLE_SPEC_RULE,
+                    "message": "a Backup's spec cannot change, except deletionPolicy; "
+                    "create a new Backup",
                 },
             ]
         },

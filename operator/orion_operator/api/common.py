@@ -13,9 +13,12 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=DNS_LABEL_PATTERN)]
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
-SecretName = Annotated[
+DnsSubdomain = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)
 ]
+SecretName = DnsSubdomain
+# A Kubernetes resource quantity such as 250m, 1Gi or 2.
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 SecretKey = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=SECRET_KEY_PATTERN)
 ]
