@@ -65,6 +65,21 @@ def _demo_api(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backup_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from orion_operator.backup.job import DATABASE_URL_ENV, parse_backup_run_args
+    from orion_operator.backup.run import execute_backup_run
+
+    database_url = os.environ.get(DATABASE_URL_ENV)
+    if not database_url:
+        print(f"backup-run: ${DATABASE_URL_ENV} is not set", file=sys.stderr)
+        return 2
+    run = parse_backup_run_args(args)
+    return asyncio.run(execute_backup_run(run, database_url, args.termination_log))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orion-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -105,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--once", action="store_true", help="exit (stopping everything) once the samples are Ready"
     )
     dev.set_defaults(handler=_dev)
+
+    backup_run = commands.add_parser(
+        "backup-run",
+        help="run one backup (what a backup Job runs); the database URL comes from "
+        "$DATABASE_URL and S3 keys from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY",
+    )
+    from orion_operator.backup.job import add_backup_run_arguments
+
+    add_backup_run_arguments(backup_run)
+    backup_run.set_defaults(handler=_backup_run)
 
     demo = commands.add_parser(
         "demo-api",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orion_operator import __version__
 
 
 class OperatorSettings(BaseSettings):
@@ -18,6 +22,18 @@ class OperatorSettings(BaseSettings):
         8080, ge=0, le=65535, description="Prometheus /metrics port; 0 turns the endpoint off."
     )
     metrics_host: str = Field("0.0.0.0", description="Address the metrics endpoint listens on.")
+
+    backup_executor: Literal["inline", "job"] = Field(
+        "inline", description="Where Backups without spec.executor run."
+    )
+    image: str = Field(
+        f"orion-operator:{__version__}",
+        description="The operator's own image; backup Jobs run `orion-operator backup-run` in it.",
+    )
+    job_service_account: str | None = Field(
+        None, description="ServiceAccount of backup Job pods (they need no API access)."
+    )
+    job_poll_seconds: float = Field(5.0, gt=0, description="How often a running Job is checked.")
 
     def retry_delay(self, retry: int) -> float:
         """Exponential backoff for the `retry`-th attempt (0-based), capped."""

@@ -209,7 +209,8 @@ async def test_queue_counts_match_jobs_added_and_failed_with_bullmq(
     assert (dian.waiting, dian.active, dian.failed, dian.delayed) == (4, 0, 0, 1)
     assert (backup.waiting, backup.active, backup.failed) == (1, 1, 0)
     assert (reports.waiting, reports.active, reports.failed) == (0, 0, 2)
-    assert bullmq_backup == {"waiting": backup.waiting, "active": backup.active}
+    # Newer bullmq versions add keys (e.g. "paused") to what getJobCounts returns.
+    assert (bullmq_backup["waiting"], bullmq_backup["active"]) == (backup.waiting, backup.active)
     assert all(check.connected and not check.paused for check in counts.values())
 
 

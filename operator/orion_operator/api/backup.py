@@ -20,6 +20,8 @@ from orion_operator.api.common import (
 )
 
 DEFAULT_BACKUP_DIR = "./backups"
+# On every Backup a BackupSchedule creates: its deletionPolicy defaults to Delete.
+SCHEDULE_LABEL = "orion.io/backup-schedule"
 # Everything but deletionPolicy is fixed once the run is declared.
 _FIXED_FIELDS = ("type", "format", "tenantRef", "database", "storage", "executor", "job")
 IMMUTABLE_SPEC_RULE = " && ".join(
@@ -149,6 +151,11 @@ class BackupStatus(schema.BaseModel):
     duration_seconds: schema.Optional[float] = None
     size_bytes: schema.Optional[int] = None
     sha256: schema.Optional[str] = None
+    executor: schema.Optional[BackupExecutor] = Field(None, description="Where the run went.")
+    job: schema.Optional[str] = Field(None, description="The backup Job (job executor).")
+    artifact_key: schema.Optional[str] = Field(
+        None, description="Key of the artifact inside the storage, fixed when the run starts."
+    )
     location: schema.Optional[str] = Field(None, description="file:// or s3:// URI.")
     manifest: schema.Optional[str] = Field(None, description="URI of the JSON manifest.")
     pg_dump_version: schema.Optional[str] = None

@@ -7,14 +7,22 @@ ever visible.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import json
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from orion_operator.backup.dump import dump_platform, dump_tenant
+from orion_operator.backup.dump import DumpError, dump_platform, dump_tenant
+from orion_operator.backup.job import BackupRunArgs
 from orion_operator.backup.storage import (
     Location,
+    StorageError,
     StoredArtifact,
     VolumeLocation,
+    discard_incomplete,
     free_space,
     open_writer,
 )
@@ -39,6 +47,7 @@ class BackupRequest:
     format: str = "custom"  # platform only: custom | plain
     tenant_id: str | None = None
     min_free_percent: int = 20
+    run_id: str | None = None  # the Backup's uid: ties a manifest to the run that wrote it
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,7 @@ class BackupResult:
     server_version: str | None
     pg_dump_version: str | None = None
     row_counts: dict[str, int] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)  # as committed beside the artifact
 
 
 def artifact_key(kind: str, namespace: str, name: str, fmt: str, tenant_id: str | None) -> str:
@@ -98,6 +108,7 @@ async def run_backup(request: BackupRequest) -> BackupResult:
         manifest = {
             "kind": request.kind,
             "source": request.source,
+            "runId": request.run_id,
             "tenant": request.tenant_id,
             "format": request.format if request.kind == "platform" else "zip",
             "pgDumpVersion": pg_dump_version,
@@ -107,4 +118,60 @@ async def run_backup(request: BackupRequest) -> BackupResult:
             "finishedAt": _stamp(finished),
         }
         artifact = await writer.commit(manifest)
-    return BackupResult(artifact, started, finished, server_version, pg_dump_version, counts)
+    committed = {
+        **manifest,
+        "sha256": artifact.sha256,
+        "sizeBytes": artifact.size_bytes,
+        "uri": artifact.uri,
+    }
+    return BackupResult(
+        artifact, started, finished, server_version, pg_dump_version, counts, committed
+    )
+
+
+def _write_termination_message(path: Path, text: str) -> None:
+    # The kubelet creates the file in a pod; elsewhere there is none and stderr says the same.
+    if path.exists():
+        with contextlib.suppress(OSError):
+            path.write_text(text[:4000])  # the kubelet keeps at most 4096 bytes
+
+
+async def execute_backup_run(run: BackupRunArgs, database_url: str, termination_log: Path) -> int:
+    """The pod side of the job executor: one run, exit status 0 only with a committed artifact.
+
+    Any partial artifact of an earlier pod of the same Job is discarded first, so a retried pod
+    starts clean. The result (or the failure reason) is printed as one JSON line.
+    """
+    request = BackupRequest(
+        source=run.source,
+        database_url=database_url,
+        location=run.location,
+        key=run.key,
+        kind=run.kind,
+        format=run.format,
+        tenant_id=run.tenant_id,
+        min_free_percent=run.min_free_percent,
+        run_id=run.run_id,
+    )
+    try:
+        await discard_incomplete(run.location, run.key)
+        result = await run_backup(request)
+    except (BackupError, DumpError, StorageError) as error:
+        reason = getattr(error, "reason", "") or "DumpFailed"
+        line = f"{reason}: {getattr(error, 'message', str(error))}"
+        _write_termination_message(termination_log, line)
+        print(json.dumps({"outcome": "failed", "reason": reason, "message": line}), file=sys.stderr)
+        return 1
+    artifact = result.artifact
+    print(
+        json.dumps(
+            {
+                "outcome": "completed",
+                "uri": artifact.uri,
+                "sizeBytes": artifact.size_bytes,
+                "sha256": artifact.sha256,
+                "manifest": artifact.manifest_uri,
+            }
+        )
+    )
+    return 0

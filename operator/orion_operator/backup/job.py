@@ -1,0 +1,262 @@
+"""The job executor: a backup as a `batch/v1` Job running `orion-operator backup-run`.
+
+The Job's command line carries everything but secrets; the database URL and the S3 keys reach
+the pod as env `secretKeyRef`s, so they never appear in the Job object, `ps` or logs. The pod
+needs no Kubernetes API access: it writes the artifact and its manifest, and the operator reads
+the manifest once the Job has succeeded (or the pod's termination message when it failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from orion_operator.backup.storage import Location, S3Location, VolumeLocation
+
+BACKUP_LABEL = "orion.io/backup"
+DATABASE_URL_ENV = "DATABASE_URL"
+S3_KEY_ENVS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+TERMINATION_LOG = "/dev/termination-log"
+_MAX_NAME = 63  # Job names end up in the pods' `job-name` label
+
+
+@dataclass(frozen=True)
+class BackupRunArgs:
+    """What `backup-run` needs besides secrets: the non-secret half of a BackupRequest."""
+
+    source: str
+    run_id: str
+    kind: str
+    format: str
+    key: str
+    tenant_id: str | None
+    min_free_percent: int
+    location: Location  # its S3 keys, if any, are not rendered: they come from the env
+
+    def to_argv(self) -> list[str]:
+        argv = ["--source", self.source, "--run-id", self.run_id, "--kind", self.kind]
+        argv += ["--format", self.format, "--key", self.key]
+        argv += ["--min-free-percent", str(self.min_free_percent)]
+        if self.tenant_id:
+            argv += ["--tenant-id", self.tenant_id]
+        if isinstance(self.location, VolumeLocation):
+            return [*argv, "--volume", str(self.location.directory)]
+        argv += ["--s3-bucket", self.location.bucket]
+        if self.location.prefix:
+            argv += ["--s3-prefix", self.location.prefix]
+        if self.location.endpoint_url:
+            argv += ["--s3-endpoint", self.location.endpoint_url]
+        if self.location.region:
+            argv += ["--s3-region", self.location.region]
+        return argv
+
+
+def add_backup_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `backup-run` options; `BackupRunArgs.to_argv` renders exactly these."""
+    parser.add_argument("--source", required=True, help="<namespace>/<name> of the Backup")
+    parser.add_argument("--run-id", required=True, help="the Backup's uid, kept in the manifest")
+    parser.add_argument("--kind", choices=["platform", "tenant"], required=True)
+    parser.add_argument("--format", choices=["custom", "plain"], default="custom")
+    parser.add_argument("--key", required=True, help="artifact key inside the storage")
+    parser.add_argument("--tenant-id", default=None)
+    parser.add_argument("--min-free-percent", type=int, default=20)
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--volume", type=Path, help="directory for artifacts")
+    where.add_argument("--s3-bucket")
+    parser.add_argument("--s3-prefix", default="")
+    parser.add_argument("--s3-endpoint", default=None)
+    parser.add_argument("--s3-region", default=None)
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(TERMINATION_LOG),
+        help="where the failure reason goes for the operator to read (when writable)",
+    )
+
+
+def parse_backup_run_args(options: argparse.Namespace) -> BackupRunArgs:
+    location: Location
+    if options.volume is not None:
+        location = VolumeLocation(options.volume)
+    else:
+        # No keys here: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the env.
+        location = S3Location(
+            bucket=options.s3_bucket,
+            prefix=options.s3_prefix,
+            endpoint_url=options.s3_endpoint,
+            region=options.s3_region,
+        )
+    return BackupRunArgs(
+        source=options.source,
+        run_id=options.run_id,
+        kind=options.kind,
+        format=options.format,
+        key=options.key,
+        tenant_id=options.tenant_id,
+        min_free_percent=options.min_free_percent,
+        location=location,
+    )
+
+
+def job_name(backup_name: str) -> str:
+    """`<backup>-run`, shortened with a hash suffix when the Backup's name is long."""
+    name = f"{backup_name}-run"
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(backup_name.encode()).hexdigest()[:8]
+    return f"{backup_name[: _MAX_NAME - 13].rstrip('-.')}-{digest}-run"
+
+
+@dataclass(frozen=True)
+class JobTemplate:
+    """Everything about the backup Job that does not come from the run itself."""
+
+    image: str
+    database_secret: tuple[str, str]  # (Secret name, key)
+    s3_credentials_secret: str | None
+    volume_claim: str | None
+    backoff_limit: int
+    active_deadline_seconds: int
+    resources: dict[str, dict[str, str]]
+    service_account: str | None = None
+
+
+def render_backup_job(
+    *,
+    backup_name: str,
+    backup_uid: str,
+    namespace: str,
+    run: BackupRunArgs,
+    template: JobTemplate,
+) -> dict[str, Any]:
+    """The Job manifest, owned by the Backup so deleting the Backup deletes the Job."""
+    labels = {
+        BACKUP_LABEL: backup_name,
+        "app.kubernetes.io/name": "orion-backup",
+        "app.kubernetes.io/managed-by": "orion-operator",
+    }
+    secret_name, secret_key = template.database_secret
+    env: list[dict[str, Any]] = [
+        {
+            "name": DATABASE_URL_ENV,
+            "valueFrom": {"secretKeyRef": {"name": secret_name, "key": secret_key}},
+        }
+    ]
+    if template.s3_credentials_secret:
+        env += [
+            {
+                "name": each,
+                "valueFrom": {
+                    "secretKeyRef": {"name": template.s3_credentials_secret, "key": each}
+                },
+            }
+            for each in S3_KEY_ENVS
+        ]
+    # pg_dump and Python want a writable /tmp; the root filesystem stays read-only.
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
+    if isinstance(run.location, VolumeLocation) and template.volume_claim:
+        volumes.append(
+            {"name": "backups", "persistentVolumeClaim": {"claimName": template.volume_claim}}
+        )
+        mounts.append({"name": "backups", "mountPath": str(run.location.directory)})
+    container = {
+        "name": "backup",
+        "image": template.image,
+        "command": ["orion-operator", "backup-run"],
+        "args": run.to_argv(),
+        "env": env,
+        "resources": template.resources,
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,  # the run needs no Kubernetes API
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if template.service_account:
+        pod_spec["serviceAccountName"] = template.service_account
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(backup_name),
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": "orion.io/v1alpha1",
+                    "kind": "Backup",
+                    "name": backup_name,
+                    "uid": backup_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "backoffLimit": template.backoff_limit,
+            "activeDeadlineSeconds": template.active_deadline_seconds,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+JobState = Literal["running", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    state: JobState
+    reason: str = ""
+    message: str = ""
+
+
+def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _termination_message(pods: list[dict[str, Any]]) -> str:
+    """The newest failed pod's termination message: `backup-run` writes its reason there."""
+
+    def finished_at(pod: dict[str, Any]) -> str:
+        return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
+
+    for pod in sorted(pods, key=finished_at, reverse=True):
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode") not in (None, 0) and terminated.get("message"):
+                return str(terminated["message"]).strip()
+    return ""
+
+
+def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobOutcome:
+    """Where a backup Job stands, from its conditions (Complete / Failed) and its pods."""
+    if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
+        return JobOutcome("succeeded")
+    failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
+    if failed is None:
+        return JobOutcome("running")
+    message = _termination_message(pods)
+    job_reason = str(failed.get("reason") or "JobFailed")
+    if message:
+        reason, _, detail = message.partition(": ")
+        if reason.isidentifier() and detail:
+            return JobOutcome("failed", reason, detail)
+        return JobOutcome("failed", job_reason, message)
+    text = str(failed.get("message") or "the backup Job failed")
+    return JobOutcome("failed", job_reason, f"{text} (no message from the backup pod)")
