@@ -3,6 +3,7 @@
 #   tools/pin.sh kube v1.33.13   -> tools/kube  (kube-apiserver, -controller-manager, -scheduler)
 #   tools/pin.sh etcd v3.5.35    -> tools/etcd  (etcd)
 #   tools/pin.sh kwok v0.8.0     -> tools/kwok  (kwok, kwokctl)
+#   tools/pin.sh helm v3.22.0    -> tools/helm  (helm, for the chart's tests)
 # The results are committed; `scripts/cluster build` only reads them and never
 # runs this script, so builds are reproducible from go.sum.
 #
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 die() { echo "pin.sh: $*" >&2; exit 1; }
-(( $# == 2 )) || die "usage: $0 kube|etcd|kwok VERSION"
+(( $# == 2 )) || die "usage: $0 kube|etcd|kwok|helm VERSION"
 tool=$1 version=$2
 tools_dir=$(cd "$(dirname "$0")" && pwd)
 export GOTOOLCHAIN=local GOFLAGS=-mod=mod
@@ -108,6 +109,13 @@ case $tool in
       write_gomod "$tools_dir/kwok" "$(grep -m1 '^go ' "$up")" "" \
         sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
     ;;
-  *) die "unknown tool '$tool' (kube|etcd|kwok)" ;;
+  helm)
+    [[ $version =~ ^v3\.[0-9]+\.[0-9]+$ ]] || die "bad helm version '$version'"
+    up=$(upstream_gomod helm.sh/helm/v3 "$version")
+    [[ -z $(local_replaces "$up") ]] || die "helm $version has local replaces; extend this script"
+    echo "require helm.sh/helm/v3 $version" |
+      write_gomod "$tools_dir/helm" "$(grep -m1 '^go ' "$up")" "" helm.sh/helm/v3/cmd/helm
+    ;;
+  *) die "unknown tool '$tool' (kube|etcd|kwok|helm)" ;;
 esac
 echo "pin.sh: tools/$tool pinned to $version" >&2

@@ -23,7 +23,8 @@ def _schemas(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, 
 
 def test_committed_crds_match_the_models() -> None:
     rendered = render_crds()
-    committed = {path.name for path in CRDS_DIR.glob("*.yaml")}
+    # The kopf.dev peering CRDs beside ours are written by hand.
+    committed = {path.name for path in CRDS_DIR.glob("*.orion.io.yaml")}
     assert committed == set(rendered), "run `orion-operator crds` and commit crds/"
     for name, manifest in rendered.items():
         assert (CRDS_DIR / name).read_text() == dump_crd(manifest), (

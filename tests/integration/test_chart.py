@@ -1,0 +1,128 @@
+"""The rendered Helm chart and the kustomize base apply to the real control plane."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orion_operator.devenv.kubectl import kubectl
+from tests.integration.conftest import get_json, wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def release(cluster: str) -> Iterator[tuple[str, str]]:
+    name, namespace = f"orion-{uuid.uuid4().hex[:6]}", f"orion-system-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", namespace)
+    yield name, namespace
+    kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+    kubectl(
+        "delete",
+        "clusterrole,clusterrolebinding,clusterkopfpeering",
+        "-l",
+        f"app.kubernetes.io/instance={name}",
+        check=False,
+    )
+
+
+def rendered(name: str, namespace: str) -> str:
+    return subprocess.run(
+        [
+            str(ROOT / "scripts" / "helm"),
+            "template",
+            name,
+            str(ROOT / "charts" / "orion-operator"),
+            "--namespace",
+            namespace,
+            "--kube-version",
+            "1.33.0",
+            "--include-crds",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def test_the_chart_applies_with_a_server_side_dry_run_then_for_real(release: tuple[str, str]):
+    name, namespace = release
+    manifest = rendered(name, namespace)
+    apply = [
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager",
+        "helm-test",
+        "-f",
+        "-",
+    ]
+    dry = kubectl(*apply, "--dry-run=server", input=manifest, check=False)
+    assert dry.returncode == 0, dry.stderr
+    real = kubectl(*apply, input=manifest, check=False)
+    assert real.returncode == 0, real.stderr
+
+    deployment = f"{name}-orion-operator"
+    ready = wait_for(
+        lambda: (
+            (get_json("deployment", deployment, "-n", namespace).get("status") or {}).get(
+                "availableReplicas"
+            )
+            == 2
+        ),
+        what="both operator replicas to be available",
+    )
+    assert ready
+    # The ServiceAccount may do what the operator does, and not more.
+    account = f"system:serviceaccount:{namespace}:{deployment}"
+    can = kubectl("auth", "can-i", "--list", "-n", namespace, f"--as={account}").stdout
+    assert "*" not in [line.split()[0] for line in can.splitlines()[1:] if line.split()]
+    for allowed in (("get", "secrets"), ("create", "jobs.batch"), ("patch", "backups.orion.io")):
+        assert (
+            kubectl(
+                "auth", "can-i", *allowed, "-n", namespace, f"--as={account}", check=False
+            ).stdout.strip()
+            == "yes"
+        ), allowed
+    for denied in (("delete", "secrets"), ("create", "secrets"), ("delete", "deployments.apps")):
+        assert (
+            kubectl(
+                "auth", "can-i", *denied, "-n", namespace, f"--as={account}", check=False
+            ).stdout.strip()
+            == "no"
+        ), denied
+
+
+def test_the_kustomize_base_applies_cleanly(cluster: str):
+    built = kubectl("kustomize", str(ROOT / "manifests" / "base")).stdout
+    apply = ["apply", "--server-side", "--force-conflicts", "--field-manager", "kustomize-test"]
+    # The namespace first: a dry run cannot place objects in a namespace that does not exist.
+    kubectl(*apply, "-f", str(ROOT / "manifests" / "base" / "namespace.yaml"))
+    try:
+        dry = kubectl(*apply, "--dry-run=server", "-f", "-", input=built, check=False)
+        assert dry.returncode == 0, dry.stderr
+        real = kubectl(*apply, "-f", "-", input=built, check=False)
+        assert real.returncode == 0, real.stderr
+        wait_for(
+            lambda: (
+                (
+                    get_json("deployment", "orion-operator", "-n", "orion-system").get("status")
+                    or {}
+                ).get("availableReplicas")
+                == 2
+            ),
+            what="the kustomize-installed operator Deployment to be available",
+        )
+    finally:
+        kubectl("delete", "namespace", "orion-system", "--wait=false", check=False)
+        kubectl(
+            "delete",
+            "clusterrole,clusterrolebinding,clusterkopfpeering",
+            "-l",
+            "app.kubernetes.io/instance=orion-operator",
+            check=False,
+        )
