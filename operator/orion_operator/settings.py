@@ -35,6 +35,13 @@ class OperatorSettings(BaseSettings):
     )
     job_poll_seconds: float = Field(5.0, gt=0, description="How often a running Job is checked.")
 
+    peering_priority: int = Field(
+        0, ge=0, description="kopf peering priority; 0 draws a random one at start."
+    )
+    peering_lifetime_seconds: int = Field(
+        20, ge=5, le=600, description="How long a silent replica counts as alive (takeover bound)."
+    )
+
     def retry_delay(self, retry: int) -> float:
         """Exponential backoff for the `retry`-th attempt (0-based), capped."""
         return min(self.retry_max_delay_seconds, self.retry_initial_delay_seconds * 2**retry)

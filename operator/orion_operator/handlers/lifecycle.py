@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from typing import Any
 
 import aiohttp
@@ -28,14 +29,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Only warnings and errors become Events: periodic resyncs would otherwise flood them.
     settings.posting.level = logging.WARNING
     # Kopf peering (one active replica) uses this name; see `orion-operator run --standalone`.
+    # Peers of equal priority all pause, so each replica draws its own: the highest reconciles.
+    # A killed replica stays "alive" for its lifetime, which bounds the standby's takeover time.
+    operator_settings = OperatorSettings()
     settings.peering.name = "orion-operator"
+    settings.peering.priority = operator_settings.peering_priority or random.randint(1, 2**31 - 1)
+    settings.peering.lifetime = operator_settings.peering_lifetime_seconds
     # Watches are re-established every 5 minutes to survive silent connection drops.
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.watching.connect_timeout = 10
     settings.networking.request_timeout = 60
 
-    memo.settings = OperatorSettings()
+    memo.settings = operator_settings
     memo.kube = AsyncClient(field_manager="orion-operator")
     memo.http = aiohttp.ClientSession()
     memo.alert_sender = BackgroundAlertSender(build_dispatcher(os.environ))
