@@ -31,7 +31,7 @@ def test_dev_applies_the_samples_and_shows_them_ready(cluster: str) -> None:
         ]
         # The sample ApiDeployment probes the demo API, which checks the real PostgreSQL and Redis.
         api = next(row for row in rows if row[0] == "apideployment.orion.io/orion-api")
-        assert api[1:5] == ["Healthy", "ok", "connected", "connected"]
+        assert api[4:8] == ["ok", "Healthy", "connected", "connected"]
         assert "stopping PostgreSQL" in done.stderr
         assert "stopping Redis" in done.stderr
     finally:

@@ -30,6 +30,7 @@ def api_deployment(name: str, url: str, **alerts: Any) -> dict[str, Any]:
         "kind": "ApiDeployment",
         "metadata": {"name": name},
         "spec": {
+            "image": "ghcr.io/example/orion-api:1.0.0",
             "healthCheck": {
                 "url": url,
                 "intervalSeconds": 1,
@@ -73,8 +74,12 @@ def test_health_transitions_alert_once_on_every_channel_and_recover(
         applied = apply(api_deployment("orion-api", server.url), namespace)
         assert applied.returncode == 0, applied.stderr
 
-        # ok: classified, detailed, Ready, no alert.
+        # ok: classified, detailed, Ready (its Deployment available too), no alert.
         wait_for(lambda: health_state("orion-api", namespace) == "ok", what="health ok")
+        wait_for(
+            lambda: condition(get_json("apid", "orion-api", "-n", namespace))["status"] == "True",
+            what="Ready",
+        )
         obj = get_json("apid", "orion-api", "-n", namespace)
         assert obj["status"]["phase"] == "Healthy"
         assert condition(obj)["status"] == "True"
@@ -84,9 +89,9 @@ def test_health_transitions_alert_once_on_every_channel_and_recover(
             "active": 0,
             "failed": 0,
         }
-        table = kubectl("get", "apideployments", "-n", namespace).stdout.splitlines()
-        assert table[0].split()[:5] == ["NAME", "PHASE", "HEALTH", "DATABASE", "REDIS"]
-        assert table[1].split()[:5] == ["orion-api", "Healthy", "ok", "connected", "connected"]
+        table = kubectl("get", "apideployments", "-n", namespace, "-o", "wide").stdout.splitlines()
+        assert table[0].split()[4:8] == ["HEALTH", "PHASE", "DATABASE", "REDIS"]
+        assert table[1].split()[4:8] == ["ok", "Healthy", "connected", "connected"]
 
         # degraded (Redis disconnected): one warning after two bad probes, then a repeat only
         # once the repeat interval has passed.

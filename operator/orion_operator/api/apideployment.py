@@ -1,6 +1,8 @@
-"""The ApiDeployment custom resource: the Orion API, its health probe and its alerts.
+"""The ApiDeployment custom resource: the Orion API, its Deployment and Service, scaling, health.
 
-This part covers health: probing the /health contract, triage of the dependencies and alerting.
+The operator renders an owned Deployment and Service from the spec, follows `/scale` (kubectl,
+an HPA, KEDA) within minReplicas/maxReplicas, probes the /health contract, triages the
+dependencies and alerts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from pydantic import Field, StringConstraints
 
 from orion_operator import API_VERSION
 from orion_operator.alerts.state import CheckState
-from orion_operator.api.common import Conditions, DatabaseRef, SecretKeyRef
+from orion_operator.api.common import (
+    QUANTITY_PATTERN,
+    Conditions,
+    DatabaseRef,
+    DnsSubdomain,
+    SecretKey,
+    SecretKeyRef,
+)
 
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 Duration = Annotated[str, StringConstraints(pattern=DURATION_PATTERN, max_length=32)]
@@ -27,6 +36,17 @@ def parse_duration(text: str) -> datetime.timedelta:
     """Go-style durations as Kubernetes users write them: 30s, 5m, 4h, 1h30m."""
     seconds = sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART.findall(text))
     return datetime.timedelta(seconds=seconds)
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Kubernetes resource quantities are written as strings ("250m", "1Gi") or plain numbers (2).
+Quantity = Annotated[schema.IntOrString, Field(json_schema_extra={"pattern": QUANTITY_PATTERN})]
+EnvName = Annotated[
+    str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+]
+LabelMap = dict[str, Annotated[str, StringConstraints(max_length=63)]]
+# The pods' selector labels: the operator sets them, podLabels may not.
+SELECTOR_LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
 
 
 class HealthCheckSpec(schema.BaseModel):
@@ -42,7 +62,13 @@ class HealthCheckSpec(schema.BaseModel):
     path: Annotated[str, StringConstraints(pattern=r"^/", max_length=1024)] = Field(
         "/health", description="Path of the health endpoint on the Service."
     )
-    port: int = Field(3000, ge=1, le=65535, description="The API's HTTP port.")
+    port: schema.Optional[Port] = Field(
+        None,
+        description=(
+            "Port the health endpoint is served on; defaults to spec.port. Set it only when "
+            "health is served on a port of its own (the Service then exposes both)."
+        ),
+    )
     interval_seconds: int = Field(
         30, ge=1, le=3600, description="Time between probes (the runbook says 1-2 minutes)."
     )
@@ -80,14 +106,154 @@ class DependenciesSpec(schema.BaseModel):
     )
 
 
+class ConfigMapKeyRef(schema.BaseModel):
+    """A key of a ConfigMap in the object's own namespace."""
+
+    name: DnsSubdomain = Field(..., description="Name of the ConfigMap.")
+    key: SecretKey = Field(..., description="Key inside the ConfigMap.")
+
+
+class EnvValueFrom(
+    schema.BaseModel,
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+                "message": "valueFrom takes one of secretKeyRef or configMapKeyRef",
+            }
+        ]
+    },
+):
+    secret_key_ref: schema.Optional[SecretKeyRef] = None
+    config_map_key_ref: schema.Optional[ConfigMapKeyRef] = None
+
+
+class EnvVar(
+    schema.BaseModel,
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "!(has(self.value) && has(self.valueFrom))",
+                "message": "an env entry takes value or valueFrom, not both",
+            }
+        ]
+    },
+):
+    name: EnvName = Field(..., description="Environment variable name.")
+    value: schema.Optional[Annotated[str, StringConstraints(max_length=32768)]] = None
+    value_from: schema.Optional[EnvValueFrom] = Field(
+        None, description="A key of a Secret or ConfigMap in the object's namespace."
+    )
+
+
+class NameRef(schema.BaseModel):
+    name: DnsSubdomain = Field(..., description="Name of the object, in the same namespace.")
+
+
+class EnvFromSource(
+    schema.BaseModel,
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "has(self.secretRef) != has(self.configMapRef)",
+                "message": "an envFrom entry takes one of secretRef or configMapRef",
+            }
+        ]
+    },
+):
+    secret_ref: schema.Optional[NameRef] = Field(None, description="Every key of a Secret.")
+    config_map_ref: schema.Optional[NameRef] = Field(None, description="Every key of a ConfigMap.")
+    prefix: schema.Optional[EnvName] = Field(None, description="Prepended to every key.")
+
+
+class ResourcesSpec(schema.BaseModel):
+    requests: dict[str, Quantity] = Field(
+        default_factory=dict, description="e.g. {cpu: 250m, memory: 256Mi}"
+    )
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {memory: 512Mi}")
+
+
+class ConnectionBudgetSpec(schema.BaseModel):
+    """How scaling is weighed against PostgreSQL's max_connections."""
+
+    per_replica: int = Field(
+        10,
+        ge=0,
+        le=10000,
+        description="Estimated connections one API replica opens (its Prisma pool size).",
+    )
+    max_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Warn before a scale-up would take the connections in use above this share of "
+            "max_connections."
+        ),
+    )
+
+
 class ApiDeploymentSpec(schema.BaseModel):
+    image: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^\S+$")] = (
+        Field(..., description="The API's container image, e.g. ghcr.io/acme/orion-api:1.4.2.")
+    )
+    replicas: int = Field(
+        2,
+        ge=0,
+        description=(
+            "Desired replicas; `kubectl scale`, an HPA or KEDA write it through /scale. The "
+            "Deployment gets it clamped to [minReplicas, maxReplicas]."
+        ),
+    )
+    min_replicas: int = Field(1, ge=0, description="Fewest replicas the Deployment is given.")
+    max_replicas: int = Field(10, ge=1, description="Most replicas the Deployment is given.")
+    port: Port = Field(3000, description="The API's HTTP port (container and Service).")
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=200,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        description="Environment variables: a value, or a key of a Secret or ConfigMap.",
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Secrets and ConfigMaps whose every key becomes a variable.",
+    )
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    pod_labels: LabelMap = Field(
+        default_factory=dict,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": " && ".join(f"!('{key}' in self)" for key in SELECTOR_LABEL_KEYS),
+                    "message": "spec.podLabels may not set "
+                    + " or ".join(SELECTOR_LABEL_KEYS)
+                    + ": the operator sets them to select the pods",
+                }
+            ]
+        },
+        description="Extra labels on the pods.",
+    )
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the pods."
+    )
+    database_connections: ConnectionBudgetSpec = Field(default_factory=ConnectionBudgetSpec)
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     dependencies: DependenciesSpec = Field(default_factory=DependenciesSpec)
 
+    @property
+    def health_port(self) -> int:
+        return self.health_check.port or self.port
 
-class HealthPhase(StrEnum):
-    PENDING = "Pending"
+
+class ApiPhase(StrEnum):
+    """For `kubectl get`: the Deployment's state first, then the health classification."""
+
+    PENDING = "Pending"  # the Deployment has not reported yet
+    PROGRESSING = "Progressing"  # a rollout is under way
+    UNAVAILABLE = "Unavailable"  # fewer available replicas than the Deployment needs
+    AVAILABLE = "Available"  # available, not probed yet
     HEALTHY = "Healthy"
     DEGRADED = "Degraded"
     ERROR = "Error"
@@ -121,10 +287,35 @@ class HealthStatus(schema.BaseModel):
     triage: schema.Optional[TriageStatus] = None
 
 
+class DatabaseConnectionsStatus(schema.BaseModel):
+    in_use: int = Field(..., description="Client connections in pg_stat_activity.")
+    max_connections: int = Field(..., description="The server's max_connections.")
+    used_percent: int = Field(..., description="in_use as a percentage of max_connections.")
+    checked_at: schema.Optional[datetime.datetime] = None
+
+
 class ApiDeploymentStatus(schema.BaseModel):
     observed_generation: schema.Optional[int] = None
-    phase: schema.Optional[HealthPhase] = None
+    phase: schema.Optional[ApiPhase] = None
     conditions: Conditions = Field(default_factory=list)
+    replicas: schema.Optional[int] = Field(
+        None, description="Pods of the Deployment (the /scale status)."
+    )
+    target_replicas: schema.Optional[int] = Field(
+        None, description="Replicas the Deployment was given: spec.replicas within the bounds."
+    )
+    ready_replicas: schema.Optional[int] = None
+    updated_replicas: schema.Optional[int] = None
+    available_replicas: schema.Optional[int] = None
+    selector: schema.Optional[str] = Field(
+        None, description="The pods' label selector, for /scale (HPA, KEDA)."
+    )
+    current_image: schema.Optional[str] = Field(
+        None, description="The image in the Deployment's pod template."
+    )
+    database_connections: schema.Optional[DatabaseConnectionsStatus] = Field(
+        None, description="PostgreSQL connection use at the last measurement."
+    )
     health: schema.Optional[HealthStatus] = None
     alerts: dict[str, CheckState] = Field(
         default_factory=dict, description="Alert state per check (api, database, redis, queue/x)."
@@ -136,17 +327,55 @@ class ApiDeployment(  # type: ignore[call-arg,metaclass]
     CustomResource,
     version=API_VERSION,
     short_names=["apid"],
-    subresources={"status": {}},
+    subresources={
+        "status": {},
+        # kubectl scale, HPAs and KEDA write spec.replicas through this; see the README on bounds.
+        "scale": {
+            "specReplicasPath": ".spec.replicas",
+            "statusReplicasPath": ".status.replicas",
+            "labelSelectorPath": ".status.selector",
+        },
+    },
+    # The owned Service takes the object's name, and a Service name is a DNS label (RFC 1035).
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') "
+                "&& size(self.metadata.name) <= 63",
+                "message": "an ApiDeployment's name becomes its Service's name: at most 63 "
+                "lower-case letters, digits and '-', starting with a letter",
+            }
+        ]
+    },
     printer_columns=[
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Image", "type": "string", "jsonPath": ".status.currentImage"},
+        {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas"},
+        {"name": "Desired", "type": "integer", "jsonPath": ".spec.replicas"},
         {"name": "Health", "type": "string", "jsonPath": ".status.health.state"},
-        {"name": "Database", "type": "string", "jsonPath": ".status.health.database"},
-        {"name": "Redis", "type": "string", "jsonPath": ".status.health.redis"},
-        {"name": "Checked", "type": "date", "jsonPath": ".status.health.checkedAt"},
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {
+            "name": "Database",
+            "type": "string",
+            "jsonPath": ".status.health.database",
+            "priority": 1,
+        },
+        {"name": "Redis", "type": "string", "jsonPath": ".status.health.redis", "priority": 1},
+        {"name": "Checked", "type": "date", "jsonPath": ".status.health.checkedAt", "priority": 1},
         {"name": "Message", "type": "string", "jsonPath": ".status.health.message", "priority": 1},
     ],
 ):
-    """The Orion API: its /health probe, the triage of its dependencies, and its alerts."""
+    """The Orion API: its Deployment and Service, scaling, /health probe, triage and alerts."""
 
-    spec: ApiDeploymentSpec = Field(default_factory=ApiDeploymentSpec)
+    spec: ApiDeploymentSpec = Field(
+        ...,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "spec.minReplicas must not be greater than spec.maxReplicas",
+                    "fieldPath": ".minReplicas",
+                }
+            ]
+        },
+    )
     status: ApiDeploymentStatus = Field(default_factory=ApiDeploymentStatus)

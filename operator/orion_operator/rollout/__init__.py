@@ -1,0 +1,1 @@
+"""The ApiDeployment's owned objects and scaling decisions, without Kubernetes calls."""

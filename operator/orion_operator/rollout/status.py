@@ -1,0 +1,284 @@
+"""The ApiDeployment's conditions and phase, derived from its Deployment and its health.
+
+Two writers share `status.conditions`: the reconcile (Deployment, scaling, connections) and the
+health daemon (`Healthy`). Each sets its own condition types; `Ready` and `phase` are derived
+from all of them by `with_derived_fields`, which either writer calls on the merged status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orion_operator.api.apideployment import ApiPhase
+from orion_operator.api.common import ConditionStatus
+from orion_operator.conditions import READY, set_condition
+from orion_operator.health.contract import HealthReport, HealthState
+from orion_operator.rollout.scaling import ConnectionUsage, ReplicaTarget, ScaleUpEstimate
+
+AVAILABLE = "Available"
+PROGRESSING = "Progressing"
+HEALTHY = "Healthy"
+REPLICAS_CLAMPED = "ReplicasClamped"
+CONNECTION_CAPACITY = "ConnectionCapacity"
+
+HEALTH_PHASES = {
+    "ok": ApiPhase.HEALTHY,
+    "degraded": ApiPhase.DEGRADED,
+    "error": ApiPhase.ERROR,
+    "down": ApiPhase.DOWN,
+}
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str
+
+
+def apply_updates(
+    conditions: list[dict[str, Any]] | None,
+    updates: Iterable[ConditionUpdate],
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    result = list(conditions or [])
+    for update in updates:
+        result = set_condition(
+            result,
+            type=update.type,
+            status=update.status,
+            reason=update.reason,
+            message=update.message,
+            generation=generation,
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    """What the owned Deployment reports, read from the object the API server returned."""
+
+    desired: int
+    replicas: int
+    ready: int
+    updated: int
+    available: int
+    observed: bool  # the Deployment controller has seen the latest Deployment spec
+    image: str | None
+    available_condition: Mapping[str, Any] | None
+    progressing_condition: Mapping[str, Any] | None
+
+    @classmethod
+    def from_deployment(cls, deployment: Mapping[str, Any], image: str | None) -> DeploymentState:
+        spec = deployment.get("spec") or {}
+        status = deployment.get("status") or {}
+        conditions = {c.get("type"): c for c in status.get("conditions") or []}
+        generation = (deployment.get("metadata") or {}).get("generation") or 0
+        return cls(
+            desired=int(spec.get("replicas") or 0),
+            replicas=int(status.get("replicas") or 0),
+            ready=int(status.get("readyReplicas") or 0),
+            updated=int(status.get("updatedReplicas") or 0),
+            available=int(status.get("availableReplicas") or 0),
+            observed=int(status.get("observedGeneration") or 0) >= generation,
+            image=image,
+            available_condition=conditions.get("Available"),
+            progressing_condition=conditions.get("Progressing"),
+        )
+
+    @property
+    def rolling_out(self) -> bool:
+        """The pod template is not yet on every replica, or its new pods are not yet available.
+
+        Pods that stop being ready after a finished rollout (the Deployment says
+        NewReplicaSetAvailable) are an availability problem, not a rollout.
+        """
+        finished = (self.progressing_condition or {}).get("reason") == "NewReplicaSetAvailable"
+        return (
+            not self.observed
+            or self.updated < self.desired
+            or self.replicas > self.updated
+            or (self.available < self.updated and not finished)
+        )
+
+
+def deployment_conditions(state: DeploymentState) -> list[ConditionUpdate]:
+    """`Available` and `Progressing`, in the ApiDeployment's words."""
+    counts = f"{state.ready}/{state.desired} replicas ready, {state.available} available"
+    if state.available_condition is None:
+        available = ConditionUpdate(
+            AVAILABLE,
+            ConditionStatus.UNKNOWN,
+            "DeploymentPending",
+            "the Deployment has not reported",
+        )
+    elif state.available_condition.get("status") == "True":
+        available = ConditionUpdate(
+            AVAILABLE, ConditionStatus.TRUE, "MinimumReplicasAvailable", counts
+        )
+    else:
+        available = ConditionUpdate(
+            AVAILABLE,
+            ConditionStatus.FALSE,
+            str(state.available_condition.get("reason") or "MinimumReplicasUnavailable"),
+            counts,
+        )
+
+    progressing_reason = (state.progressing_condition or {}).get("reason")
+    if progressing_reason == "ProgressDeadlineExceeded":
+        progressing = ConditionUpdate(
+            PROGRESSING,
+            ConditionStatus.FALSE,
+            "ProgressDeadlineExceeded",
+            str((state.progressing_condition or {}).get("message") or counts),
+        )
+    elif state.rolling_out:
+        progressing = ConditionUpdate(
+            PROGRESSING,
+            ConditionStatus.TRUE,
+            "RolloutInProgress",
+            f"{state.updated}/{state.desired} replicas updated to {state.image}, "
+            f"{state.available} available",
+        )
+    else:
+        progressing = ConditionUpdate(
+            PROGRESSING,
+            ConditionStatus.FALSE,
+            "RolloutComplete",
+            f"{state.desired} replicas of {state.image} updated and available",
+        )
+    return [available, progressing]
+
+
+def _find(conditions: Iterable[Mapping[str, Any]], type: str) -> Mapping[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == type), None)
+
+
+def derive_ready(conditions: list[dict[str, Any]]) -> ConditionUpdate:
+    """Ready when the Deployment is available and the health classification is ok."""
+    available = _find(conditions, AVAILABLE)
+    healthy = _find(conditions, HEALTHY)
+    if available is None or available.get("status") == ConditionStatus.UNKNOWN.value:
+        return ConditionUpdate(
+            READY, ConditionStatus.UNKNOWN, "DeploymentPending", "the Deployment has not reported"
+        )
+    if available.get("status") != ConditionStatus.TRUE.value:
+        return ConditionUpdate(
+            READY,
+            ConditionStatus.FALSE,
+            str(available.get("reason") or "Unavailable"),
+            f"the Deployment is not available: {available.get('message', '')}",
+        )
+    if healthy is None:
+        return ConditionUpdate(
+            READY, ConditionStatus.UNKNOWN, "HealthPending", "/health has not been probed yet"
+        )
+    if healthy.get("status") != ConditionStatus.TRUE.value:
+        return ConditionUpdate(
+            READY,
+            ConditionStatus.FALSE,
+            str(healthy.get("reason") or "Unhealthy"),
+            str(healthy.get("message") or ""),
+        )
+    return ConditionUpdate(
+        READY,
+        ConditionStatus.TRUE,
+        "AvailableAndHealthy",
+        f"{available.get('message', '')}; /health ok",
+    )
+
+
+def derive_phase(conditions: list[dict[str, Any]], health_state: str | None) -> ApiPhase:
+    """The Deployment's state first (pending, rolling out, unavailable), then the health."""
+    available = _find(conditions, AVAILABLE)
+    progressing = _find(conditions, PROGRESSING)
+    if available is None or available.get("status") == ConditionStatus.UNKNOWN.value:
+        return ApiPhase.PENDING
+    if progressing is not None and progressing.get("status") == ConditionStatus.TRUE.value:
+        return ApiPhase.PROGRESSING
+    if available.get("status") != ConditionStatus.TRUE.value:
+        return ApiPhase.UNAVAILABLE
+    return HEALTH_PHASES.get(health_state or "", ApiPhase.AVAILABLE)
+
+
+def with_derived_fields(
+    status: Mapping[str, Any], conditions: list[dict[str, Any]], generation: int | None
+) -> dict[str, Any]:
+    """`conditions` (with Ready recomputed) and `phase`, for a status patch.
+
+    `status` is the merged status the patch will produce (current plus this writer's changes).
+    """
+    updated = apply_updates(conditions, [derive_ready(conditions)], generation)
+    health_state = (status.get("health") or {}).get("state")
+    return {"conditions": updated, "phase": derive_phase(updated, health_state).value}
+
+
+def status_patch(
+    fields: Mapping[str, Any],
+    updates: Iterable[ConditionUpdate],
+    generation: int | None,
+    current: Mapping[str, Any],
+) -> dict[str, Any]:
+    """One writer's status keys and conditions applied to `current`, Ready and phase derived.
+
+    `generation` is the one the writer worked from; None takes the current object's.
+    """
+    status = current.get("status") or {}
+    if generation is None:
+        generation = (current.get("metadata") or {}).get("generation")
+    conditions = apply_updates(status.get("conditions"), updates, generation)
+    return dict(fields) | with_derived_fields({**status, **fields}, conditions, generation)
+
+
+def healthy_condition(report: HealthReport) -> ConditionUpdate:
+    """The health daemon's classification as the `Healthy` condition."""
+    return ConditionUpdate(
+        HEALTHY,
+        ConditionStatus.TRUE if report.state is HealthState.OK else ConditionStatus.FALSE,
+        f"Health{report.state.value.capitalize()}",
+        report.message,
+    )
+
+
+def clamp_condition(target: ReplicaTarget) -> ConditionUpdate:
+    return ConditionUpdate(
+        REPLICAS_CLAMPED,
+        ConditionStatus.TRUE if target.clamped else ConditionStatus.FALSE,
+        target.reason,
+        target.message,
+    )
+
+
+def capacity_condition(
+    usage: ConnectionUsage,
+    estimate: ScaleUpEstimate | None,
+    *,
+    replicas: int,
+    per_replica: int,
+    max_share: float,
+) -> ConditionUpdate:
+    """False when connections pass the share: in use now, after the scale-up under way, or as
+    the replicas' pools add up (so the answer does not flip back once a scale-up is done)."""
+    if estimate is not None and estimate.over_limit:
+        return ConditionUpdate(
+            CONNECTION_CAPACITY, ConditionStatus.FALSE, "AboveMaxShare", estimate.message
+        )
+    limit = int(max_share * usage.max_connections)
+    in_use = (
+        f"{usage.in_use} of {usage.max_connections} PostgreSQL connections in use "
+        f"({usage.used_percent}%); the limit is {limit} ({max_share:.0%})"
+    )
+    if usage.in_use > limit:
+        return ConditionUpdate(CONNECTION_CAPACITY, ConditionStatus.FALSE, "AboveMaxShare", in_use)
+    pools = replicas * per_replica
+    if pools > limit:
+        return ConditionUpdate(
+            CONNECTION_CAPACITY,
+            ConditionStatus.FALSE,
+            "ReplicasAboveMaxShare",
+            f"{replicas} replicas at {per_replica} connections each may open {pools}; {in_use}",
+        )
+    return ConditionUpdate(CONNECTION_CAPACITY, ConditionStatus.TRUE, "WithinMaxShare", in_use)
