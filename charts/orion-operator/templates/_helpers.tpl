@@ -46,6 +46,10 @@ cluster-wide (a ClusterRole). Each line is a verb the code uses; nothing is `*`.
     - apideployments/status
     - databasemaintenances/status
   verbs: [get, patch]
+# blockOwnerDeletion on owned objects needs this where OwnerReferencesPermissionEnforcement is on.
+- apiGroups: [orion.io]
+  resources: [apideployments/finalizers, backups/finalizers, backupschedules/finalizers, restores/finalizers, tenants/finalizers]
+  verbs: [update]
 # Backup and restore runs, and the pods whose termination messages carry their failures.
 - apiGroups: [batch]
   resources: [jobs]
