@@ -39,20 +39,20 @@ reconcile_total = Counter(
 reconcile_duration_seconds = Histogram(
     "orion_reconcile_duration_seconds", "Reconciliation time per kind", ["kind"]
 )
+# `schedule` is the BackupSchedule that made the Backup; empty for Backups made by hand.
+BACKUP_LABELS = ["namespace", "type", "schedule"]
 backup_last_success_timestamp_seconds = Gauge(
     "orion_backup_last_success_timestamp_seconds",
-    "When the last backup of this kind completed (Unix time)",
-    ["namespace", "type"],
+    "When the last backup of this kind (and schedule) completed (Unix time)",
+    BACKUP_LABELS,
 )
 backup_duration_seconds = Histogram(
     "orion_backup_duration_seconds",
     "Backup run time",
-    ["namespace", "type"],
+    BACKUP_LABELS,
     buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
 )
 backup_size_bytes = Gauge(
-    "orion_backup_size_bytes", "Size of the last completed backup", ["namespace", "type"]
+    "orion_backup_size_bytes", "Size of the last completed backup", BACKUP_LABELS
 )
-backups_failed_total = Counter(
-    "orion_backups_failed_total", "Failed backups", ["namespace", "type"]
-)
+backups_failed_total = Counter("orion_backups_failed_total", "Failed backups", BACKUP_LABELS)

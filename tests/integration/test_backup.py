@@ -112,7 +112,7 @@ def test_platform_backup_to_a_volume_is_complete_checksummed_and_restorable(
     # The metric a Prometheus rule would alert on ("backup older than 26 h").
     metrics = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics").read()
     assert (
-        f'orion_backup_last_success_timestamp_seconds{{namespace="{namespace}",type="platform"}}'
+        f'orion_backup_last_success_timestamp_seconds{{namespace="{namespace}",type="platform",schedule=""}}'
     ) in metrics.decode()
 
 

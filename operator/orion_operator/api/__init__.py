@@ -2,16 +2,19 @@
 
 from orion_operator.api.apideployment import ApiDeployment, ApiDeploymentSpec
 from orion_operator.api.backup import Backup, BackupSpec
+from orion_operator.api.backupschedule import BackupSchedule, BackupScheduleSpec
 from orion_operator.api.tenant import Tenant, TenantSpec, TenantStatus
 
 # Every kind the operator serves; `orion-operator crds` renders one CRD for each.
-CUSTOM_RESOURCES = (ApiDeployment, Backup, Tenant)
+CUSTOM_RESOURCES = (ApiDeployment, Backup, BackupSchedule, Tenant)
 
 __all__ = [
     "CUSTOM_RESOURCES",
     "ApiDeployment",
     "ApiDeploymentSpec",
     "Backup",
+    "BackupSchedule",
+    "BackupScheduleSpec",
     "BackupSpec",
     "Tenant",
     "TenantSpec",

@@ -10,6 +10,7 @@ from kube_custom_resource import CustomResource, schema
 from pydantic import Field, StringConstraints
 
 from orion_operator import API_VERSION
+from orion_operator.api.backupschedule import TenantBackupSpec
 from orion_operator.api.common import Conditions, DatabaseRef, DnsLabel
 
 
@@ -56,6 +57,11 @@ class TenantSpec(schema.BaseModel):
     database: DatabaseRef = Field(
         default_factory=DatabaseRef, description="The application database."
     )
+    backup: schema.Optional[TenantBackupSpec] = Field(
+        None,
+        description="Scheduled backups of this tenant's rows: the operator keeps a "
+        "BackupSchedule <name>-backup for them, and deletes it when this block goes.",
+    )
 
 
 class TenantStatus(schema.BaseModel):
@@ -69,6 +75,9 @@ class TenantStatus(schema.BaseModel):
     )
     last_synced_at: schema.Optional[datetime.datetime] = Field(
         None, description="When the database was last read."
+    )
+    backup_schedule: schema.Optional[str] = Field(
+        None, description="The BackupSchedule kept for spec.backup."
     )
 
 

@@ -1,5 +1,17 @@
 """kopf handlers, one module per kind; importing this package registers them all."""
 
-from orion_operator.handlers import apideployment, backup, lifecycle, tenant
+from orion_operator.handlers import (
+    apideployment,
+    backup,
+    backupschedule,
+    lifecycle,
+    tenant,
+)
 
-__all__ = ["apideployment", "backup", "lifecycle", "tenant"]
+__all__ = [
+    "apideployment",
+    "backup",
+    "backupschedule",
+    "lifecycle",
+    "tenant",
+]

@@ -145,6 +145,7 @@ class _Outcome:
         self.body, self.patch, self.memo, self.spec = body, patch, memo, spec
         self.name = body.metadata.name
         self.namespace = body.metadata.namespace or "default"
+        self.schedule = body.metadata.labels.get(SCHEDULE_LABEL, "")
         self.generation = body.metadata.get("generation")
         self.conditions = body.status.get("conditions")
         self.started = (
@@ -170,7 +171,9 @@ class _Outcome:
                 ),
             }
         )
-        metrics.backups_failed_total.labels(self.namespace, self.spec.type.value).inc()
+        metrics.backups_failed_total.labels(
+            self.namespace, self.spec.type.value, self.schedule
+        ).inc()
         kopf.warn(self.body, reason="BackupFailed", message=f"{reason}: {message}")
         self.memo.alert_sender.submit(_failed_alert(self.namespace, self.name, reason, message))
 
@@ -204,18 +207,21 @@ class _Outcome:
                 ),
             }
         )
-        _observe_success(self.namespace, self.spec, finished, finished - started, size)
-        kopf.info(self.body, reason="BackupCompleted", message=message)
+        _observe_success(
+            (self.namespace, self.spec.type.value, self.schedule),
+            finished,
+            finished - started,
+            size,
+        )
+        kopf.event(self.body, type="Normal", reason="BackupCompleted", message=message)
 
 
 def _observe_success(
-    namespace: str,
-    spec: BackupSpec,
+    labels: tuple[str, str, str],
     finished: datetime.datetime,
     duration: datetime.timedelta,
     size_bytes: int,
 ) -> None:
-    labels = (namespace, spec.type.value)
     metrics.backup_last_success_timestamp_seconds.labels(*labels).set(finished.timestamp())
     metrics.backup_duration_seconds.labels(*labels).observe(duration.total_seconds())
     metrics.backup_size_bytes.labels(*labels).set(size_bytes)

@@ -7,11 +7,15 @@ import time
 from typing import Any
 
 import kopf
+from lightkube.core.exceptions import ApiError
 
 from orion_operator import API_GROUP, API_VERSION, metrics
+from orion_operator.api.backupschedule import tenant_schedule_spec
 from orion_operator.api.common import ConditionStatus
 from orion_operator.api.tenant import ProvisioningMode, TenantPhase, TenantSpec
+from orion_operator.backup.schedule import tenant_schedule_name
 from orion_operator.conditions import READY, condition_status, format_time, set_condition, utc_now
+from orion_operator.kube.resources import BackupScheduleResource
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
 from orion_operator.tenancy.errors import TenancyError
 from orion_operator.tenancy.rows import TenantRecord, TenantState
@@ -49,10 +53,66 @@ def _write_ready(
     patch.status["phase"] = phase.value
     if was != ready.value:
         if ready is ConditionStatus.TRUE:
-            kopf.info(body, reason=reason, message=message)
+            # kopf.info would be dropped: settings.posting.level is WARNING.
+            kopf.event(body, type="Normal", reason=reason, message=message)
         else:
             kopf.warn(body, reason=reason, message=message)
         logger.info("tenant ready=%s reason=%s", ready.value, reason)
+
+
+TENANT_LABEL = f"{API_GROUP}/tenant"
+
+
+def _tenant_schedule(body: kopf.Body, spec: TenantSpec, schedule_name: str) -> dict[str, Any]:
+    assert spec.backup is not None
+    schedule_spec = tenant_schedule_spec(body.metadata.name, spec.backup, spec.database)
+    return {
+        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "kind": "BackupSchedule",
+        "metadata": {
+            "name": schedule_name,
+            "namespace": body.metadata.namespace or "default",
+            "labels": {TENANT_LABEL: body.metadata.name},
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": "Tenant",
+                    "name": body.metadata.name,
+                    "uid": body.metadata.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": schedule_spec.model_dump(by_alias=True, exclude_none=True, mode="json"),
+    }
+
+
+async def sync_backup_schedule(
+    body: kopf.Body, spec: TenantSpec, patch: kopf.Patch, memo: kopf.Memo
+) -> None:
+    """Keep the BackupSchedule of `spec.backup` (server-side apply), or delete it when unset."""
+    namespace = body.metadata.namespace or "default"
+    schedule_name = tenant_schedule_name(body.metadata.name)
+    if spec.backup is not None:
+        await memo.kube.apply(
+            BackupScheduleResource.from_dict(_tenant_schedule(body, spec, schedule_name)),
+            field_manager="orion-operator",
+            force=True,
+        )
+        patch.status["backupSchedule"] = schedule_name
+        return
+    if body.status.get("backupSchedule") is None:
+        return
+    try:
+        existing = await memo.kube.get(BackupScheduleResource, schedule_name, namespace=namespace)
+        owners = (existing.to_dict().get("metadata") or {}).get("ownerReferences") or []
+        if any(owner.get("uid") == body.metadata.uid for owner in owners):
+            await memo.kube.delete(BackupScheduleResource, schedule_name, namespace=namespace)
+    except ApiError as error:
+        if error.status.code != 404:
+            raise
+    patch.status["backupSchedule"] = None
 
 
 async def reconcile_tenant(
@@ -77,6 +137,8 @@ async def reconcile_tenant(
 
     tenant_id = spec.tenant_id or name
     patch.status["tenantId"] = tenant_id
+    # Before the database: scheduling backups does not need it to be reachable now.
+    await sync_backup_schedule(body, spec, patch, memo)
     settings = memo.settings
     try:
         url = await read_secret_key(

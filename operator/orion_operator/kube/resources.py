@@ -26,3 +26,6 @@ async def merge_patch_status(
 
 BackupResource = create_namespaced_resource(API_GROUP, API_VERSION, "Backup", "backups")
 TenantResource = create_namespaced_resource(API_GROUP, API_VERSION, "Tenant", "tenants")
+BackupScheduleResource = create_namespaced_resource(
+    API_GROUP, API_VERSION, "BackupSchedule", "backupschedules"
+)

@@ -1,0 +1,230 @@
+"""BackupSchedules on the real control plane: runs on the minute, Forbid, retention, Tenants."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from orion_operator.devenv.kubectl import kubectl
+from tests.conftest import AppDatabase
+from tests.integration.conftest import (
+    OperatorProcess,
+    apply,
+    condition,
+    database_secret,
+    get_json,
+    tenant,
+    wait_for,
+)
+from tests.integration.test_backup import backup, finished, seed
+
+SCHEDULE_LABEL = "orion.io/backup-schedule"
+
+
+def schedule(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "orion.io/v1alpha1",
+        "kind": "BackupSchedule",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+def owned_backups(namespace: str, schedule_name: str) -> list[dict[str, Any]]:
+    return get_json("backups", "-n", namespace, "-l", f"{SCHEDULE_LABEL}={schedule_name}")["items"]
+
+
+def events(namespace: str, reason: str) -> list[dict[str, Any]]:
+    items = get_json("events", "-n", namespace)["items"]
+    return [event for event in items if event.get("reason") == reason]
+
+
+def test_a_schedule_runs_on_time_skips_while_a_run_is_going_and_cleans_up_after_itself(
+    operator: OperatorProcess, namespace: str, app_database: AppDatabase, tmp_path: Path
+):
+    seed(app_database)
+    apply(database_secret(app_database.url), namespace)
+    volume = {"volume": {"path": str(tmp_path), "minFreePercent": 1}}
+    applied = apply(
+        schedule("every", schedule="* * * * *", template={"storage": volume}), namespace
+    )
+    assert applied.returncode == 0, applied.stderr
+    # A run that cannot finish: its Job's pod waits for a claim that does not exist.
+    stuck_template = {
+        "executor": "job",
+        "storage": {"volume": {"path": "/backups", "claimName": "no-such-claim"}},
+    }
+    apply(schedule("stuck", schedule="* * * * *", template=stuck_template), namespace)
+    uid = get_json("backupschedule", "every", "-n", namespace)["metadata"]["uid"]
+
+    first = wait_for(
+        lambda: owned_backups(namespace, "every"), timeout=90, what="the first scheduled Backup"
+    )[0]
+    name = first["metadata"]["name"]
+    stamp = name.removeprefix("every-")
+    fire = datetime.datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=datetime.UTC)
+    assert first["metadata"]["ownerReferences"][0]["uid"] == uid
+    done = finished(name, namespace)
+    assert done["status"]["phase"] == "Completed", done["status"].get("message")
+    # Made by a schedule: deletionPolicy defaults to Delete, so the finalizer is there.
+    assert "orion.io/finalizer" in done["metadata"]["finalizers"]
+
+    status = wait_for(
+        lambda: (
+            (s := get_json("backupschedule", "every", "-n", namespace)["status"]).get(
+                "lastSuccessfulTime"
+            )
+            and s
+        ),
+        what="the schedule to report the successful run",
+    )
+    assert status["lastScheduleTime"] == fire.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert status["lastBackup"] == name and status["phase"] == "Active"
+    next_time = datetime.datetime.fromisoformat(status["nextScheduleTime"].replace("Z", "+00:00"))
+    assert next_time > fire and next_time.second == 0
+
+    # Forbid: the stuck schedule's next fire time is skipped with an Event, no second Backup.
+    stuck = wait_for(
+        lambda: events(namespace, "BackupSkipped"), timeout=150, what="a BackupSkipped Event"
+    )
+    assert "still running" in stuck[0]["message"]
+    assert len(owned_backups(namespace, "stuck")) == 1
+    assert get_json("backupschedule", "stuck", "-n", namespace)["status"]["active"] == [
+        owned_backups(namespace, "stuck")[0]["metadata"]["name"]
+    ]
+
+    # Deleting the schedule deletes its Backups, and their artifacts with them.
+    artifact = Path(done["status"]["location"].removeprefix("file://"))
+    assert artifact.exists()
+    kubectl("delete", "backupschedule", "every", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not owned_backups(namespace, "every"), what="the Backups to go")
+    wait_for(lambda: not artifact.exists(), what="the artifact to be deleted")
+
+
+def test_retention_deletes_old_backups_and_their_artifacts(
+    operator: OperatorProcess, namespace: str, app_database: AppDatabase, tmp_path: Path
+):
+    apply(database_secret(app_database.url), namespace)
+    volume = {"volume": {"path": str(tmp_path), "minFreePercent": 1}}
+    # Suspended, so the only Backups are the ones below, as if made on three earlier days.
+    apply(
+        schedule(
+            "nightly",
+            schedule="0 2 * * *",
+            suspend=True,
+            template={"storage": volume},
+            retention={"keepLast": 1},
+        ),
+        namespace,
+    )
+    owner = get_json("backupschedule", "nightly", "-n", namespace)["metadata"]
+    locations = []
+    for day in ("202611250200", "202611260200", "202611270200"):
+        made = backup(f"nightly-{day}", storage=volume)
+        made["metadata"]["labels"] = {SCHEDULE_LABEL: "nightly"}
+        made["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "orion.io/v1alpha1",
+                "kind": "BackupSchedule",
+                "name": "nightly",
+                "uid": owner["uid"],
+                "controller": True,
+            }
+        ]
+        apply(made, namespace)
+        locations.append(
+            Path(
+                finished(f"nightly-{day}", namespace)["status"]["location"].removeprefix("file://")
+            )
+        )
+
+    wait_for(
+        lambda: (
+            [b["metadata"]["name"] for b in owned_backups(namespace, "nightly")]
+            == ["nightly-202611270200"]
+        ),
+        what="retention to keep only the newest Backup",
+    )
+    wait_for(lambda: not locations[0].exists() and not locations[1].exists(), what="artifacts")
+    assert locations[2].exists()
+    status = get_json("backupschedule", "nightly", "-n", namespace)["status"]
+    assert status["pruned"] == 2 and status["phase"] == "Suspended"
+    assert events(namespace, "BackupsPruned")
+
+
+def test_a_tenant_backup_block_keeps_an_owned_tenant_schedule(
+    operator: OperatorProcess, namespace: str, app_database: AppDatabase, tmp_path: Path
+):
+    apply(database_secret(app_database.url), namespace)
+    block = {
+        "schedule": "30 3 * * *",
+        "timeZone": "Europe/Madrid",
+        "retention": {"keepDaily": 7},
+        "storage": {"volume": {"path": str(tmp_path)}},
+    }
+    apply(tenant("acme", backup=block), namespace)
+    made = wait_for(
+        lambda: (
+            kubectl(
+                "get", "backupschedule", "acme-backup", "-n", namespace, "-o", "json", check=False
+            ).stdout
+        ),
+        what="the tenant's BackupSchedule",
+    )
+    spec = json.loads(made)["spec"]
+    assert spec["template"]["type"] == "tenant"
+    assert spec["template"]["tenantRef"] == {"name": "acme"}
+    assert spec["timeZone"] == "Europe/Madrid" and spec["retention"] == {"keepDaily": 7}
+    owners = json.loads(made)["metadata"]["ownerReferences"]
+    assert owners[0]["kind"] == "Tenant" and owners[0]["name"] == "acme"
+    assert get_json("tenant", "acme", "-n", namespace)["status"]["backupSchedule"] == "acme-backup"
+
+    apply(tenant("acme"), namespace)  # the block removed
+    wait_for(
+        lambda: (
+            kubectl("get", "backupschedule", "acme-backup", "-n", namespace, check=False).returncode
+            != 0
+        ),
+        what="the tenant's BackupSchedule to be deleted",
+    )
+
+
+def test_an_impossible_date_is_reported_in_status(operator: OperatorProcess, namespace: str):
+    apply(schedule("never", schedule="0 0 31 2 *"), namespace)
+    obj = wait_for(
+        lambda: (
+            (o := get_json("backupschedule", "never", "-n", namespace))
+            .get("status", {})
+            .get("phase")
+            and o
+        ),
+        what="the schedule's status",
+    )
+    assert obj["status"]["phase"] == "Error"
+    assert condition(obj)["reason"] == "InvalidSchedule"
+    assert (
+        "spec.schedule" in condition(obj)["message"] and "never fires" in condition(obj)["message"]
+    )
+
+
+def test_bad_schedules_are_rejected_at_apply_time_naming_the_field(
+    operator: OperatorProcess, namespace: str
+):
+    cases = [
+        (schedule("a", schedule="61 * * * *"), "spec.schedule"),
+        (schedule("b", schedule="every day"), "spec.schedule"),
+        (schedule("c", schedule="@daily", retention={"keepLast": -1}), "spec.retention.keepLast"),
+        (
+            schedule("d", schedule="@daily", retention={"maxAge": "a month"}),
+            "spec.retention.maxAge",
+        ),
+        (schedule("e", schedule="@daily", template={"format": "tar"}), "spec.template.format"),
+        (schedule("f" * 64, schedule="@daily"), "at most 63 characters"),
+        (schedule("g"), "spec.schedule"),
+    ]
+    for manifest, field in cases:
+        rejected = apply(manifest, namespace)
+        assert rejected.returncode != 0, manifest
+        assert field in rejected.stderr, (field, rejected.stderr)
