@@ -1,4 +1,4 @@
-"""`orion-operator`: one entry point, several roles (run, crds, dev)."""
+"""`orion-operator`: one entry point, several roles (run, crds, dev, restore, ...)."""
 
 from __future__ import annotations
 
@@ -80,6 +80,30 @@ def _backup_run(args: argparse.Namespace) -> int:
     return asyncio.run(execute_backup_run(run, database_url, args.termination_log))
 
 
+def _restore(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from orion_operator.restore.command import restore_command
+
+    return asyncio.run(restore_command(args))
+
+
+def _restore_run(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from orion_operator.backup.job import DATABASE_URL_ENV
+    from orion_operator.restore.job import parse_restore_run_args
+    from orion_operator.restore.run import execute_restore_run
+
+    database_url = os.environ.get(DATABASE_URL_ENV)
+    if not database_url:
+        print(f"restore-run: ${DATABASE_URL_ENV} is not set", file=sys.stderr)
+        return 2
+    run = parse_restore_run_args(args)
+    return asyncio.run(execute_restore_run(run.request(database_url), args.termination_log))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orion-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +154,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_backup_run_arguments(backup_run)
     backup_run.set_defaults(handler=_backup_run)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a Backup (--backup, read through the kubeconfig) or an artifact "
+        "(--from s3://... or file://...) into a database, verified, with a progress bar",
+    )
+    from orion_operator.restore.command import add_restore_arguments
+
+    add_restore_arguments(restore)
+    restore.set_defaults(handler=_restore)
+
+    restore_run = commands.add_parser(
+        "restore-run",
+        help="run one restore (what a restore Job runs); the database URL comes from "
+        "$DATABASE_URL and S3 keys from $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY",
+    )
+    from orion_operator.restore.job import add_restore_run_arguments
+
+    add_restore_run_arguments(restore_run)
+    restore_run.set_defaults(handler=_restore_run)
 
     demo = commands.add_parser(
         "demo-api",

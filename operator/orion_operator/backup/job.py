@@ -1,9 +1,11 @@
-"""The job executor: a backup as a `batch/v1` Job running `orion-operator backup-run`.
+"""The job executor: a run as a `batch/v1` Job in the operator's image.
 
-The Job's command line carries everything but secrets; the database URL and the S3 keys reach
-the pod as env `secretKeyRef`s, so they never appear in the Job object, `ps` or logs. The pod
-needs no Kubernetes API access: it writes the artifact and its manifest, and the operator reads
-the manifest once the Job has succeeded (or the pod's termination message when it failed).
+Backups run `orion-operator backup-run`, restores `orion-operator restore-run`; both Jobs come
+from one renderer (`render_run_job`). The Job's command line carries everything but secrets; the
+database URL and the S3 keys reach the pod as env `secretKeyRef`s, so they never appear in the
+Job object, `ps` or logs. The pod needs no Kubernetes API access: a backup writes the artifact and
+its manifest, and the operator reads the manifest once the Job has succeeded (or the pod's
+termination message when it failed).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from orion_operator import API_GROUP, API_VERSION
 from orion_operator.backup.storage import Location, S3Location, VolumeLocation
 
 BACKUP_LABEL = "orion.io/backup"
@@ -42,16 +45,51 @@ class BackupRunArgs:
         argv += ["--min-free-percent", str(self.min_free_percent)]
         if self.tenant_id:
             argv += ["--tenant-id", self.tenant_id]
-        if isinstance(self.location, VolumeLocation):
-            return [*argv, "--volume", str(self.location.directory)]
-        argv += ["--s3-bucket", self.location.bucket]
-        if self.location.prefix:
-            argv += ["--s3-prefix", self.location.prefix]
-        if self.location.endpoint_url:
-            argv += ["--s3-endpoint", self.location.endpoint_url]
-        if self.location.region:
-            argv += ["--s3-region", self.location.region]
-        return argv
+        return [*argv, *location_argv(self.location)]
+
+
+def location_argv(location: Location) -> list[str]:
+    """Where the artifacts are, as `add_location_arguments` reads it back; never the S3 keys."""
+    if isinstance(location, VolumeLocation):
+        return ["--volume", str(location.directory)]
+    argv = ["--s3-bucket", location.bucket]
+    if location.prefix:
+        argv += ["--s3-prefix", location.prefix]
+    if location.endpoint_url:
+        argv += ["--s3-endpoint", location.endpoint_url]
+    if location.region:
+        argv += ["--s3-region", location.region]
+    return argv
+
+
+def add_location_arguments(parser: argparse.ArgumentParser, volume_help: str) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--volume", type=Path, help=volume_help)
+    where.add_argument("--s3-bucket")
+    parser.add_argument("--s3-prefix", default="")
+    parser.add_argument("--s3-endpoint", default=None)
+    parser.add_argument("--s3-region", default=None)
+
+
+def parse_location(options: argparse.Namespace) -> Location:
+    if options.volume is not None:
+        return VolumeLocation(options.volume)
+    # No keys here: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the env.
+    return S3Location(
+        bucket=options.s3_bucket,
+        prefix=options.s3_prefix,
+        endpoint_url=options.s3_endpoint,
+        region=options.s3_region,
+    )
+
+
+def add_termination_log_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        default=Path(TERMINATION_LOG),
+        help="where the failure reason goes for the operator to read (when writable)",
+    )
 
 
 def add_backup_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,32 +101,11 @@ def add_backup_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, help="artifact key inside the storage")
     parser.add_argument("--tenant-id", default=None)
     parser.add_argument("--min-free-percent", type=int, default=20)
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--volume", type=Path, help="directory for artifacts")
-    where.add_argument("--s3-bucket")
-    parser.add_argument("--s3-prefix", default="")
-    parser.add_argument("--s3-endpoint", default=None)
-    parser.add_argument("--s3-region", default=None)
-    parser.add_argument(
-        "--termination-log",
-        type=Path,
-        default=Path(TERMINATION_LOG),
-        help="where the failure reason goes for the operator to read (when writable)",
-    )
+    add_location_arguments(parser, "directory for artifacts")
+    add_termination_log_argument(parser)
 
 
 def parse_backup_run_args(options: argparse.Namespace) -> BackupRunArgs:
-    location: Location
-    if options.volume is not None:
-        location = VolumeLocation(options.volume)
-    else:
-        # No keys here: boto3 reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY from the env.
-        location = S3Location(
-            bucket=options.s3_bucket,
-            prefix=options.s3_prefix,
-            endpoint_url=options.s3_endpoint,
-            region=options.s3_region,
-        )
     return BackupRunArgs(
         source=options.source,
         run_id=options.run_id,
@@ -97,22 +114,27 @@ def parse_backup_run_args(options: argparse.Namespace) -> BackupRunArgs:
         key=options.key,
         tenant_id=options.tenant_id,
         min_free_percent=options.min_free_percent,
-        location=location,
+        location=parse_location(options),
     )
 
 
-def job_name(backup_name: str) -> str:
-    """`<backup>-run`, shortened with a hash suffix when the Backup's name is long."""
-    name = f"{backup_name}-run"
+def job_name(owner_name: str, suffix: str = "run") -> str:
+    """`<owner>-<suffix>` (`nightly-run`), shortened with a hash when the owner's name is long.
+
+    Backups and Restores use different suffixes, so a Backup and a Restore of the same name never
+    claim the same Job.
+    """
+    name = f"{owner_name}-{suffix}"
     if len(name) <= _MAX_NAME:
         return name
-    digest = hashlib.sha256(backup_name.encode()).hexdigest()[:8]
-    return f"{backup_name[: _MAX_NAME - 13].rstrip('-.')}-{digest}-run"
+    digest = hashlib.sha256(owner_name.encode()).hexdigest()[:8]
+    keep = _MAX_NAME - len(suffix) - 10  # room for "-<digest>-<suffix>"
+    return f"{owner_name[:keep].rstrip('-.')}-{digest}-{suffix}"
 
 
 @dataclass(frozen=True)
 class JobTemplate:
-    """Everything about the backup Job that does not come from the run itself."""
+    """Everything about a run's Job that does not come from the run itself."""
 
     image: str
     database_secret: tuple[str, str]  # (Secret name, key)
@@ -122,20 +144,31 @@ class JobTemplate:
     active_deadline_seconds: int
     resources: dict[str, dict[str, str]]
     service_account: str | None = None
+    volume_read_only: bool = False  # restores only read the artifacts
 
 
-def render_backup_job(
-    *,
-    backup_name: str,
-    backup_uid: str,
-    namespace: str,
-    run: BackupRunArgs,
-    template: JobTemplate,
-) -> dict[str, Any]:
-    """The Job manifest, owned by the Backup so deleting the Backup deletes the Job."""
+@dataclass(frozen=True)
+class RunJob:
+    """What differs between the kinds that run as a Job: the owner and the command."""
+
+    owner_kind: str  # "Backup" | "Restore": owns the Job, so deleting it deletes the Job
+    owner_name: str
+    owner_uid: str
+    namespace: str
+    subcommand: str  # "backup-run" | "restore-run"
+    args: list[str]
+    location: Location  # where the artifacts are; a volume is mounted at its directory
+    label: str  # e.g. orion.io/backup=<owner name>, on the Job and its pods
+    component: str  # app.kubernetes.io/name
+    container: str
+    name_suffix: str = "run"
+
+
+def render_run_job(run: RunJob, template: JobTemplate) -> dict[str, Any]:
+    """The Job manifest for one run, owned by the object that asked for it."""
     labels = {
-        BACKUP_LABEL: backup_name,
-        "app.kubernetes.io/name": "orion-backup",
+        run.label: run.owner_name,
+        "app.kubernetes.io/name": run.component,
         "app.kubernetes.io/managed-by": "orion-operator",
     }
     secret_name, secret_key = template.database_secret
@@ -155,19 +188,22 @@ def render_backup_job(
             }
             for each in S3_KEY_ENVS
         ]
-    # pg_dump and Python want a writable /tmp; the root filesystem stays read-only.
+    # pg_dump, pg_restore and Python want a writable /tmp; the root filesystem stays read-only.
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
     mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if isinstance(run.location, VolumeLocation) and template.volume_claim:
-        volumes.append(
-            {"name": "backups", "persistentVolumeClaim": {"claimName": template.volume_claim}}
-        )
-        mounts.append({"name": "backups", "mountPath": str(run.location.directory)})
+        claim: dict[str, Any] = {"claimName": template.volume_claim}
+        mount: dict[str, Any] = {"name": "backups", "mountPath": str(run.location.directory)}
+        if template.volume_read_only:
+            claim["readOnly"] = True
+            mount["readOnly"] = True
+        volumes.append({"name": "backups", "persistentVolumeClaim": claim})
+        mounts.append(mount)
     container = {
-        "name": "backup",
+        "name": run.container,
         "image": template.image,
-        "command": ["orion-operator", "backup-run"],
-        "args": run.to_argv(),
+        "command": ["orion-operator", run.subcommand],
+        "args": run.args,
         "env": env,
         "resources": template.resources,
         "volumeMounts": mounts,
@@ -191,15 +227,15 @@ def render_backup_job(
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(backup_name),
-            "namespace": namespace,
+            "name": job_name(run.owner_name, run.name_suffix),
+            "namespace": run.namespace,
             "labels": labels,
             "ownerReferences": [
                 {
-                    "apiVersion": "orion.io/v1alpha1",
-                    "kind": "Backup",
-                    "name": backup_name,
-                    "uid": backup_uid,
+                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
+                    "kind": run.owner_kind,
+                    "name": run.owner_name,
+                    "uid": run.owner_uid,
                     "controller": True,
                     "blockOwnerDeletion": True,
                 }
@@ -211,6 +247,32 @@ def render_backup_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def render_backup_job(
+    *,
+    backup_name: str,
+    backup_uid: str,
+    namespace: str,
+    run: BackupRunArgs,
+    template: JobTemplate,
+) -> dict[str, Any]:
+    """The backup Job, owned by the Backup so deleting the Backup deletes the Job."""
+    return render_run_job(
+        RunJob(
+            owner_kind="Backup",
+            owner_name=backup_name,
+            owner_uid=backup_uid,
+            namespace=namespace,
+            subcommand="backup-run",
+            args=run.to_argv(),
+            location=run.location,
+            label=BACKUP_LABEL,
+            component="orion-backup",
+            container="backup",
+        ),
+        template,
+    )
 
 
 JobState = Literal["running", "succeeded", "failed"]
@@ -231,7 +293,8 @@ def _condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
 
 
 def _termination_message(pods: list[dict[str, Any]]) -> str:
-    """The newest failed pod's termination message: `backup-run` writes its reason there."""
+    """The newest failed pod's termination message: `backup-run` and `restore-run` write their
+    reason there."""
 
     def finished_at(pod: dict[str, Any]) -> str:
         return str((pod.get("metadata") or {}).get("creationTimestamp") or "")
@@ -244,8 +307,10 @@ def _termination_message(pods: list[dict[str, Any]]) -> str:
     return ""
 
 
-def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobOutcome:
-    """Where a backup Job stands, from its conditions (Complete / Failed) and its pods."""
+def job_outcome(
+    job: dict[str, Any], pods: list[dict[str, Any]], what: str = "backup"
+) -> JobOutcome:
+    """Where a `what` ("backup", "restore") Job stands, from its conditions and its pods."""
     if _condition(job, "Complete") or _condition(job, "SuccessCriteriaMet"):
         return JobOutcome("succeeded")
     failed = _condition(job, "Failed") or _condition(job, "FailureTarget")
@@ -258,5 +323,5 @@ def job_outcome(job: dict[str, Any], pods: list[dict[str, Any]]) -> JobOutcome:
         if reason.isidentifier() and detail:
             return JobOutcome("failed", reason, detail)
         return JobOutcome("failed", job_reason, message)
-    text = str(failed.get("message") or "the backup Job failed")
-    return JobOutcome("failed", job_reason, f"{text} (no message from the backup pod)")
+    text = str(failed.get("message") or f"the {what} Job failed")
+    return JobOutcome("failed", job_reason, f"{text} (no message from the {what} pod)")

@@ -5,6 +5,7 @@ from orion_operator.handlers import (
     backup,
     backupschedule,
     lifecycle,
+    restore,
     tenant,
 )
 
@@ -13,5 +14,6 @@ __all__ = [
     "backup",
     "backupschedule",
     "lifecycle",
+    "restore",
     "tenant",
 ]

@@ -26,6 +26,7 @@ async def merge_patch_status(
 
 BackupResource = create_namespaced_resource(API_GROUP, API_VERSION, "Backup", "backups")
 TenantResource = create_namespaced_resource(API_GROUP, API_VERSION, "Tenant", "tenants")
+RestoreResource = create_namespaced_resource(API_GROUP, API_VERSION, "Restore", "restores")
 BackupScheduleResource = create_namespaced_resource(
     API_GROUP, API_VERSION, "BackupSchedule", "backupschedules"
 )

@@ -1,0 +1,1 @@
+"""Restores: platform backups into a database, tenant ZIPs into their tenant (no Kubernetes)."""
