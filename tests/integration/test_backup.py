@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import io
 import json
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from orion_operator.devenv.kubectl import kubectl
 from tests.conftest import AppDatabase
@@ -110,10 +113,17 @@ def test_platform_backup_to_a_volume_is_complete_checksummed_and_restorable(
     assert get_json("backup", "nightly", "-n", namespace)["status"]["attempts"] == 1
 
     # The metric a Prometheus rule would alert on ("backup older than 26 h").
-    metrics = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics").read()
-    assert (
-        f'orion_backup_last_success_timestamp_seconds{{namespace="{namespace}",type="platform",schedule=""}}'
-    ) in metrics.decode()
+    page = urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics").read()
+    samples = [
+        sample
+        for family in text_string_to_metric_families(page.decode())
+        if family.name == "orion_backup_last_success_timestamp_seconds"
+        for sample in family.samples
+    ]
+    completed_at = datetime.datetime.fromisoformat(status["completedAt"].replace("Z", "+00:00"))
+    ours = [s for s in samples if s.labels["namespace"] == namespace]
+    assert [s.value for s in ours] == [pytest.approx(completed_at.timestamp(), abs=1)]
+    assert ours[0].labels["type"] == "platform" and ours[0].labels["schedule"] == ""
 
 
 def test_tenant_backup_zip_holds_only_that_tenants_rows(

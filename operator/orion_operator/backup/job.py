@@ -11,6 +11,7 @@ termination message when it failed).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -325,3 +326,11 @@ def job_outcome(
         return JobOutcome("failed", job_reason, message)
     text = str(failed.get("message") or f"the {what} Job failed")
     return JobOutcome("failed", job_reason, f"{text} (no message from the {what} pod)")
+
+
+def write_termination_message(path: Path, text: str) -> None:
+    """Where the operator reads a failed run's `Reason: message` (the pod's termination log)."""
+    # The kubelet creates the file in a pod; elsewhere there is none and stderr says the same.
+    if path.exists():
+        with contextlib.suppress(OSError):
+            path.write_text(text[:4000])  # the kubelet keeps at most 4096 bytes

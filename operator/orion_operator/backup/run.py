@@ -7,7 +7,6 @@ ever visible.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import sys
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from orion_operator.backup.dump import DumpError, dump_platform, dump_tenant
-from orion_operator.backup.job import BackupRunArgs
+from orion_operator.backup.job import BackupRunArgs, write_termination_message
 from orion_operator.backup.storage import (
     Location,
     StorageError,
@@ -129,13 +128,6 @@ async def run_backup(request: BackupRequest) -> BackupResult:
     )
 
 
-def _write_termination_message(path: Path, text: str) -> None:
-    # The kubelet creates the file in a pod; elsewhere there is none and stderr says the same.
-    if path.exists():
-        with contextlib.suppress(OSError):
-            path.write_text(text[:4000])  # the kubelet keeps at most 4096 bytes
-
-
 async def execute_backup_run(run: BackupRunArgs, database_url: str, termination_log: Path) -> int:
     """The pod side of the job executor: one run, exit status 0 only with a committed artifact.
 
@@ -159,7 +151,7 @@ async def execute_backup_run(run: BackupRunArgs, database_url: str, termination_
     except (BackupError, DumpError, StorageError) as error:
         reason = getattr(error, "reason", "") or "DumpFailed"
         line = f"{reason}: {getattr(error, 'message', str(error))}"
-        _write_termination_message(termination_log, line)
+        write_termination_message(termination_log, line)
         print(json.dumps({"outcome": "failed", "reason": reason, "message": line}), file=sys.stderr)
         return 1
     artifact = result.artifact

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from pathlib import Path
 from typing import Any
 
 import kopf
@@ -21,7 +20,6 @@ from lightkube.resources.core_v1 import Pod
 from orion_operator import API_GROUP, API_VERSION, metrics
 from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
 from orion_operator.api.backup import (
-    DEFAULT_BACKUP_DIR,
     SCHEDULE_LABEL,
     BackupDeletionPolicy,
     BackupExecutor,
@@ -29,7 +27,7 @@ from orion_operator.api.backup import (
     BackupSpec,
     BackupType,
 )
-from orion_operator.api.common import ConditionStatus, SecretKeyRef
+from orion_operator.api.common import ConditionStatus
 from orion_operator.backup.dump import DumpError
 from orion_operator.backup.job import (
     BackupRunArgs,
@@ -42,9 +40,7 @@ from orion_operator.backup.run import BackupError, BackupRequest, artifact_key, 
 from orion_operator.backup.storage import (
     MANIFEST_SUFFIX,
     Location,
-    S3Location,
     StorageError,
-    VolumeLocation,
     delete_artifact,
     discard_incomplete,
     read_manifest,
@@ -52,6 +48,7 @@ from orion_operator.backup.storage import (
 from orion_operator.conditions import READY, format_time, set_condition, utc_now
 from orion_operator.kube.resources import BackupResource, TenantResource, merge_patch_status
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
+from orion_operator.kube.storage import resolve_storage
 
 BACKUPS = (API_GROUP, API_VERSION, "backups")
 FINISHED = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
@@ -63,29 +60,13 @@ ARTIFACT_DELETE_RETRIES = 5
 async def _location(
     memo: kopf.Memo, namespace: str, name: str, spec: BackupSpec, *, credentials: bool = True
 ) -> Location:
-    s3 = spec.storage.s3
-    if s3 is None:
-        volume = spec.storage.volume
-        return VolumeLocation(Path(volume.path if volume else DEFAULT_BACKUP_DIR))
-    key_id = secret_key = None
-    if s3.credentials_secret and credentials:
-        key_id, secret_key = [
-            await read_secret_key(
-                memo.kube,
-                namespace,
-                SecretKeyRef(name=s3.credentials_secret, key=key),
-                referrer=f"Backup {name}",
-                field="spec.storage.s3.credentialsSecret",
-            )
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
-        ]
-    return S3Location(
-        bucket=s3.bucket,
-        prefix=s3.prefix,
-        endpoint_url=s3.endpoint,
-        region=s3.region,
-        access_key_id=key_id,
-        secret_access_key=secret_key,
+    return await resolve_storage(
+        memo.kube,
+        namespace,
+        spec.storage,
+        referrer=f"Backup {name}",
+        field="spec.storage.s3.credentialsSecret",
+        credentials=credentials,
     )
 
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import json
 import shutil
@@ -21,6 +20,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orion_operator.backup.job import write_termination_message
 from orion_operator.backup.storage import Location
 from orion_operator.restore.artifact import (
     Artifact,
@@ -134,13 +134,6 @@ async def run_restore(request: RestoreRequest, progress: Progress = no_progress)
 # The pod side of the job executor
 
 
-def _write_termination_message(path: Path, text: str) -> None:
-    # The kubelet creates the file in a pod; elsewhere there is none and stderr says the same.
-    if path.exists():
-        with contextlib.suppress(OSError):
-            path.write_text(text[:4000])  # the kubelet keeps at most 4096 bytes
-
-
 async def execute_restore_run(
     request: RestoreRequest, termination_log: Path, progress: Progress = no_progress
 ) -> int:
@@ -153,7 +146,7 @@ async def execute_restore_run(
         result = await run_restore(request, progress)
     except RestoreError as error:
         line = f"{error.reason}: {error.message}"
-        _write_termination_message(termination_log, line)
+        write_termination_message(termination_log, line)
         print(
             json.dumps({"outcome": "failed", "reason": error.reason, "message": line}),
             file=sys.stderr,

@@ -7,20 +7,16 @@ through the kubeconfig. Takes a lightkube client; no kopf.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
 
-from orion_operator.api.backup import DEFAULT_BACKUP_DIR, BackupPhase, BackupSpec, StorageSpec
-from orion_operator.api.common import SecretKeyRef
-from orion_operator.backup.storage import Location, S3Location, VolumeLocation
+from orion_operator.api.backup import BackupPhase, BackupSpec, StorageSpec
+from orion_operator.backup.storage import Location
 from orion_operator.kube.resources import BackupResource
-from orion_operator.kube.secrets import read_secret_key
+from orion_operator.kube.storage import resolve_storage, storage_location
 from orion_operator.restore.errors import RestoreError, WaitingForBackup
-
-S3_KEY_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 @dataclass(frozen=True)
@@ -33,43 +29,6 @@ class ArtifactSource:
     credentials_secret: str | None = None  # for a Job: the S3 keys' Secret
 
 
-def storage_location(
-    storage: StorageSpec, access_key_id: str | None = None, secret_access_key: str | None = None
-) -> Location:
-    """A Backup's `spec.storage` (or a Restore's `spec.location`) as a storage location."""
-    if storage.s3 is None:
-        volume = storage.volume
-        return VolumeLocation(Path(volume.path if volume else DEFAULT_BACKUP_DIR))
-    s3 = storage.s3
-    return S3Location(
-        bucket=s3.bucket,
-        prefix=s3.prefix,
-        endpoint_url=s3.endpoint,
-        region=s3.region,
-        access_key_id=access_key_id,
-        secret_access_key=secret_access_key,
-    )
-
-
-async def _s3_keys(
-    client: AsyncClient, namespace: str, storage: StorageSpec, referrer: str, field: str
-) -> tuple[str | None, str | None]:
-    secret = storage.s3.credentials_secret if storage.s3 else None
-    if not secret:
-        return None, None
-    key_id, secret_key = [
-        await read_secret_key(
-            client,
-            namespace,
-            SecretKeyRef(name=secret, key=key),
-            referrer=referrer,
-            field=field,
-        )
-        for key in S3_KEY_NAMES
-    ]
-    return key_id, secret_key
-
-
 async def located_source(
     client: AsyncClient | None,
     namespace: str,
@@ -80,13 +39,19 @@ async def located_source(
     credentials: bool = True,
 ) -> ArtifactSource:
     """A Restore's `spec.location`; S3 keys from its credentials Secret when `credentials`."""
-    key_id = secret_key = None
-    if credentials and client is not None:
-        key_id, secret_key = await _s3_keys(
-            client, namespace, storage, referrer, "spec.location.s3.credentialsSecret"
+    if client is None:
+        location = storage_location(storage)
+    else:
+        location = await resolve_storage(
+            client,
+            namespace,
+            storage,
+            referrer=referrer,
+            field="spec.location.s3.credentialsSecret",
+            credentials=credentials,
         )
     return ArtifactSource(
-        location=storage_location(storage, key_id, secret_key),
+        location=location,
         key=key,
         volume_claim=storage.volume.claim_name if storage.volume else None,
         credentials_secret=storage.s3.credentials_secret if storage.s3 else None,
@@ -136,17 +101,16 @@ async def backup_source(
             f'Backup "{name}" is Completed but its status has no artifactKey: it cannot be '
             "restored through backupRef; use spec.location",
         )
-    key_id = secret_key = None
-    if credentials:
-        key_id, secret_key = await _s3_keys(
-            client,
-            namespace,
-            spec.storage,
-            f"{referrer} → Backup {name}",
-            "spec.storage.s3.credentialsSecret",
-        )
+    location = await resolve_storage(
+        client,
+        namespace,
+        spec.storage,
+        referrer=f"{referrer} → Backup {name}",
+        field="spec.storage.s3.credentialsSecret",
+        credentials=credentials,
+    )
     return ArtifactSource(
-        location=storage_location(spec.storage, key_id, secret_key),
+        location=location,
         key=str(key),
         expected_sha256=status.get("sha256"),
         backup=name,
