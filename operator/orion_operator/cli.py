@@ -183,7 +183,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=3000)
     demo.set_defaults(handler=_demo_api)
+
+    tenants = commands.add_parser(
+        "tenants",
+        help="the application's tenants against the Tenant objects; --unmanaged --manifests "
+        "prints Tenants to adopt the ones no object describes",
+    )
+    from orion_operator.tenancy.command import add_tenants_arguments
+
+    add_tenants_arguments(tenants)
+    tenants.set_defaults(handler=_tenants)
     return parser
+
+
+def _tenants(args: argparse.Namespace) -> int:
+    from orion_operator.tenancy.command import run_tenants_command
+
+    return run_tenants_command(args)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,10 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from orion_operator import __version__
+from orion_operator.api.tenant import ProvisioningMode, TenantTableMapping
+
+# The runbook lets platform admins live in "User" without a tenant.
+DEFAULT_INTEGRITY_ALLOW_LIST = {"User": "\"role\" = 'platform_admin'"}
 
 
 class OperatorSettings(BaseSettings):
@@ -40,6 +44,23 @@ class OperatorSettings(BaseSettings):
     )
     peering_lifetime_seconds: int = Field(
         20, ge=5, le=600, description="How long a silent replica counts as alive (takeover bound)."
+    )
+
+    tenant_provisioning: ProvisioningMode = Field(
+        ProvisioningMode.ENSURE, description="Provisioning of Tenants without spec.provisioning."
+    )
+    tenant_table: TenantTableMapping = Field(
+        default_factory=TenantTableMapping,
+        description="JSON: the application's tenants table for Tenants without "
+        'spec.tenantTable, e.g. {"table": "tenants", "idColumn": "slug"}.',
+    )
+    integrity_allow_list: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_INTEGRITY_ALLOW_LIST),
+        description='JSON: table → SQL condition; rows with a NULL "tenantId" that match it '
+        "are not integrity violations.",
+    )
+    final_backup_poll_seconds: float = Field(
+        5.0, gt=0, description="How often a deleting Tenant checks its final Backup."
     )
 
     def retry_delay(self, retry: int) -> float:

@@ -3,14 +3,18 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from orion_operator.api.tenant import Plan, ProvisioningMode, TenantSpec
+from orion_operator.api.tenant import Plan, ProvisioningMode, TenantDeletionPolicy, TenantSpec
+from orion_operator.settings import OperatorSettings
 
 
 def test_defaults_follow_the_design() -> None:
     spec = TenantSpec.model_validate({})
     assert spec.tenant_id is None
     assert spec.plan is Plan.FREE
-    assert spec.provisioning is ProvisioningMode.ENSURE
+    # Unset: the operator's ORION_TENANT_PROVISIONING (ensure) decides.
+    assert spec.provisioning is None
+    assert OperatorSettings().tenant_provisioning is ProvisioningMode.ENSURE
+    assert spec.deletion_policy is TenantDeletionPolicy.RETAIN
     assert spec.database.secret_ref.name == "orion-database"
     assert spec.database.secret_ref.key == "DATABASE_URL"
 

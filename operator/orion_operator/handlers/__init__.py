@@ -7,6 +7,7 @@ from orion_operator.handlers import (
     lifecycle,
     restore,
     tenant,
+    tenant_deletion,  # after tenant: kopf runs a kind's handlers in this order
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "lifecycle",
     "restore",
     "tenant",
+    "tenant_deletion",
 ]

@@ -10,21 +10,48 @@ import kopf
 from lightkube.core.exceptions import ApiError
 
 from orion_operator import API_GROUP, API_VERSION, metrics
+from orion_operator.alerts.model import ObjectRef, Severity
+from orion_operator.alerts.state import CheckState
 from orion_operator.api.backupschedule import tenant_schedule_spec
 from orion_operator.api.common import ConditionStatus
-from orion_operator.api.tenant import ProvisioningMode, TenantPhase, TenantSpec
+from orion_operator.api.tenant import (
+    ProvisioningMode,
+    TenantPhase,
+    TenantSpec,
+)
 from orion_operator.backup.schedule import tenant_schedule_name
 from orion_operator.conditions import READY, condition_status, format_time, set_condition, utc_now
 from orion_operator.kube.resources import BackupScheduleResource
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
+from orion_operator.settings import OperatorSettings
 from orion_operator.tenancy.errors import TenancyError
-from orion_operator.tenancy.rows import TenantRecord, TenantState
+from orion_operator.tenancy.integrity import (
+    INTEGRITY_CHECK,
+    IntegrityReport,
+    integrity_alert_step,
+    run_integrity_check,
+)
+from orion_operator.tenancy.mapping import table_of
+from orion_operator.tenancy.rows import TenantRecord, TenantState, TenantTable
 from orion_operator.tenancy.sync import sync_tenant
 
 TENANTS = (API_GROUP, API_VERSION, "tenants")
+# Any new value asks for an integrity check now (the annotation change triggers a reconcile).
+# Not under orion.io/: kopf ignores changes to annotations under its own storage prefix.
+INTEGRITY_ANNOTATION = f"integrity.{API_GROUP}/check"
+
+
+def effective_provisioning(spec: TenantSpec, settings: OperatorSettings) -> ProvisioningMode:
+    return spec.provisioning or settings.tenant_provisioning
+
+
+def tenant_table(spec: TenantSpec, settings: OperatorSettings) -> TenantTable:
+    """spec.tenantTable, or the operator's mapping, as the tenancy code takes it."""
+    return table_of(spec.tenant_table or settings.tenant_table)
 
 
 def _desired_record(spec: TenantSpec, tenant_id: str) -> TenantRecord:
+    # The name the application shows; the status value comes from the table mapping.
     return TenantRecord(
         tenant_id=tenant_id,
         name=spec.display_name or tenant_id,
@@ -140,6 +167,9 @@ async def reconcile_tenant(
     # Before the database: scheduling backups does not need it to be reachable now.
     await sync_backup_schedule(body, spec, patch, memo)
     settings = memo.settings
+    provisioning = effective_provisioning(spec, settings)
+    table = tenant_table(spec, settings)
+    patch.status["provisioning"] = provisioning.value
     try:
         url = await read_secret_key(
             memo.kube,
@@ -151,7 +181,8 @@ async def reconcile_tenant(
         result = await sync_tenant(
             url,
             _desired_record(spec, tenant_id),
-            write=spec.provisioning is ProvisioningMode.ENSURE,
+            write=provisioning is ProvisioningMode.ENSURE,
+            table=table,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
         )
     except (SecretUnavailable, TenancyError) as error:
@@ -182,6 +213,69 @@ async def reconcile_tenant(
         phase=TenantPhase.SUSPENDED if suspended else TenantPhase.READY,
         logger=logger,
     )
+    await _check_integrity(body, patch, memo, url, table, logger)
+
+
+def _integrity_status(report: IntegrityReport, trigger: str | None) -> dict[str, Any]:
+    return {
+        "checkedAt": format_time(utc_now()),
+        "clean": report.clean,
+        "violations": report.violations,
+        "nullTenantRows": report.null_tenant_rows,
+        "allowedNullTenantRows": report.allowed_null_tenant_rows,
+        "orphanRows": report.orphan_rows,
+        "trigger": trigger,
+        "message": report.summary(),
+    }
+
+
+async def _check_integrity(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    url: str,
+    table: TenantTable,
+    logger: Any,
+) -> None:
+    """The runbook's integrity queries; a failure here is reported but leaves Ready alone."""
+    settings = memo.settings
+    trigger = body.metadata.annotations.get(INTEGRITY_ANNOTATION)
+    try:
+        report = await run_integrity_check(
+            url,
+            settings.integrity_allow_list,
+            table=table,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        )
+    except TenancyError as error:
+        patch.status["integrity"] = {
+            "checkedAt": format_time(utc_now()),
+            "trigger": trigger,
+            "message": f"{error.reason}: {error.message}",
+        }
+        kopf.warn(body, reason=error.reason, message=error.message)
+        return
+    patch.status["integrity"] = _integrity_status(report, trigger)
+    namespace = body.metadata.namespace or "default"
+    prior = CheckState.model_validate((body.status.get("alerts") or {}).get(INTEGRITY_CHECK) or {})
+    state, alert = integrity_alert_step(
+        prior,
+        report,
+        subject=ObjectRef("Tenant", namespace, body.metadata.name),
+        subject_uid=body.metadata.uid or "",
+        now=utc_now(),
+    )
+    quiet = state == CheckState(successes=state.successes) and not state.firing
+    patch.status["alerts"] = {
+        INTEGRITY_CHECK: None if quiet else state.model_dump(mode="json", exclude_none=True)
+    }
+    if alert is not None:
+        if alert.severity is Severity.INFO:
+            kopf.event(body, type="Normal", reason=alert.reason, message=alert.message)
+        else:
+            kopf.warn(body, reason=alert.reason, message=alert.message)
+        memo.alert_sender.submit(alert)
+        logger.info("integrity alert=%s violations=%d", alert.reason, report.violations)
 
 
 async def _measured_reconcile(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import psycopg
@@ -28,6 +29,13 @@ class TenantTable:
     name_column: str = "name"
     plan_column: str = "plan"
     status_column: str = "status"
+    active_value: str = "active"
+    suspended_value: str = "suspended"
+    # Static values for columns the application requires; written on insert only.
+    extra_columns: Mapping[str, str] = field(default_factory=dict)
+
+    def status_value(self, state: TenantState) -> str:
+        return self.suspended_value if state is TenantState.SUSPENDED else self.active_value
 
 
 DEFAULT_TENANT_TABLE = TenantTable()
@@ -78,17 +86,25 @@ async def read_tenant(
     row = await cursor.fetchone()
     if row is None:
         return None
-    state = TenantState.SUSPENDED if row[3] == TenantState.SUSPENDED else TenantState.ACTIVE
-    return TenantRecord(tenant_id=row[0], name=row[1], plan=row[2], state=state)
+    state = TenantState.SUSPENDED if row[3] == table.suspended_value else TenantState.ACTIVE
+    return TenantRecord(tenant_id=str(row[0]), name=str(row[1]), plan=str(row[2]), state=state)
 
 
 async def ensure_tenant(
     conn: psycopg.AsyncConnection, desired: TenantRecord, table: TenantTable = DEFAULT_TENANT_TABLE
 ) -> bool:
-    """Insert or update the tenant's row; True when the database changed."""
+    """Insert or update the tenant's row; True when the database changed.
+
+    `table.extra_columns` are part of the insert only: the application may change them later.
+    """
+    extras = sorted(table.extra_columns.items())
+    columns = [table.id_column, table.name_column, table.plan_column, table.status_column]
+    columns += [name for name, _ in extras]
+    values = [desired.tenant_id, desired.name, desired.plan, table.status_value(desired.state)]
+    values += [value for _, value in extras]
     query = sql.SQL(
         """
-        INSERT INTO {table} ({id}, {name}, {plan}, {status}) VALUES (%s, %s, %s, %s)
+        INSERT INTO {table} ({columns}) VALUES ({placeholders})
         ON CONFLICT ({id}) DO UPDATE
            SET {name} = EXCLUDED.{name}, {plan} = EXCLUDED.{plan}, {status} = EXCLUDED.{status}
          WHERE ({table_name}.{name}, {table_name}.{plan}, {table_name}.{status})
@@ -97,18 +113,51 @@ async def ensure_tenant(
     ).format(
         table=_qualified(table),
         table_name=sql.Identifier(table.table),
+        columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        placeholders=sql.SQL(", ").join(sql.Placeholder() * len(columns)),
         id=sql.Identifier(table.id_column),
         name=sql.Identifier(table.name_column),
         plan=sql.Identifier(table.plan_column),
         status=sql.Identifier(table.status_column),
     )
     try:
-        cursor = await conn.execute(
-            query, (desired.tenant_id, desired.name, desired.plan, desired.state.value)
-        )
-    except (psycopg.errors.UndefinedColumn, psycopg.errors.InvalidColumnReference) as error:
-        raise SchemaMismatch(f'table "{table.table}": {str(error).splitlines()[0]}') from None
+        cursor = await conn.execute(query, values)
+    except (
+        psycopg.errors.UndefinedColumn,
+        psycopg.errors.InvalidColumnReference,
+        psycopg.errors.NotNullViolation,
+    ) as error:
+        hint = ""
+        if isinstance(error, psycopg.errors.NotNullViolation):
+            hint = "; give it a value in spec.tenantTable.extraColumns (or ORION_TENANT_TABLE)"
+        raise SchemaMismatch(f'table "{table.table}": {str(error).splitlines()[0]}{hint}') from None
     return cursor.rowcount > 0
+
+
+async def list_tenants(
+    conn: psycopg.AsyncConnection, table: TenantTable = DEFAULT_TENANT_TABLE
+) -> list[TenantRecord]:
+    """Every tenant row, ordered by id."""
+    query = sql.SQL("SELECT {id}, {name}, {plan}, {status} FROM {table} ORDER BY {id}").format(
+        id=sql.Identifier(table.id_column),
+        name=sql.Identifier(table.name_column),
+        plan=sql.Identifier(table.plan_column),
+        status=sql.Identifier(table.status_column),
+        table=_qualified(table),
+    )
+    try:
+        cursor = await conn.execute(query)
+    except psycopg.errors.UndefinedColumn as error:
+        raise SchemaMismatch(f'table "{table.table}": {str(error).splitlines()[0]}') from None
+    return [
+        TenantRecord(
+            tenant_id=str(row[0]),
+            name=str(row[1] if row[1] is not None else row[0]),
+            plan=str(row[2]),
+            state=TenantState.SUSPENDED if row[3] == table.suspended_value else TenantState.ACTIVE,
+        )
+        for row in await cursor.fetchall()
+    ]
 
 
 async def count_tenant_rows(
@@ -128,3 +177,21 @@ async def count_tenant_rows(
     ]
     cursor = await conn.execute(sql.SQL(" UNION ALL ").join(parts), {"tenant": tenant_id})
     return {name: int(count) for name, count in await cursor.fetchall()}
+
+
+async def suspend_tenant(
+    conn: psycopg.AsyncConnection, tenant_id: str, table: TenantTable = DEFAULT_TENANT_TABLE
+) -> bool:
+    """Mark an existing tenant row suspended (never inserts); True when a row changed."""
+    query = sql.SQL("UPDATE {table} SET {status} = %s WHERE {id} = %s AND {status} <> %s").format(
+        table=_qualified(table),
+        status=sql.Identifier(table.status_column),
+        id=sql.Identifier(table.id_column),
+    )
+    try:
+        cursor = await conn.execute(
+            query, (table.suspended_value, tenant_id, table.suspended_value)
+        )
+    except psycopg.errors.UndefinedColumn as error:
+        raise SchemaMismatch(f'table "{table.table}": {str(error).splitlines()[0]}') from None
+    return cursor.rowcount > 0

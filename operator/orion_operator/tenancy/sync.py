@@ -13,6 +13,7 @@ from orion_operator.tenancy.rows import (
     count_tenant_rows,
     ensure_tenant,
     read_tenant,
+    suspend_tenant,
     tenant_scoped_tables,
 )
 
@@ -46,3 +47,14 @@ async def sync_tenant(
         tables = await tenant_scoped_tables(conn, table.schema)
         counts = await count_tenant_rows(conn, desired.tenant_id, tables, table.schema)
     return TenantSyncResult(record=record, changed=changed, row_counts=counts)
+
+
+async def suspend_tenant_row(
+    url: str,
+    tenant_id: str,
+    *,
+    table: TenantTable = DEFAULT_TENANT_TABLE,
+    connect_timeout_seconds: int = 5,
+) -> bool:
+    async with connect(url, connect_timeout_seconds=connect_timeout_seconds) as conn:
+        return await suspend_tenant(conn, tenant_id, table)

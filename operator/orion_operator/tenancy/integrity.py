@@ -1,0 +1,196 @@
+"""The runbook's multi-tenant integrity check, automated and read-only.
+
+Two kinds of violation, counted in every tenant-scoped table (tables with a "tenantId" column):
+rows with a NULL "tenantId" (data no tenant owns, unless the allow-list accepts it, like the
+platform admins in "User"), and rows whose "tenantId" names no row in the tenants table
+(orphans, possible when the application has no foreign key). Everything runs in one read-only
+transaction, so an allow-list condition cannot write either.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import psycopg
+from psycopg import sql
+
+from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
+from orion_operator.alerts.state import AlertPolicy, CheckState, Observation, advance
+from orion_operator.tenancy.database import connect
+from orion_operator.tenancy.errors import TenancyError
+from orion_operator.tenancy.rows import (
+    DEFAULT_TENANT_TABLE,
+    TENANT_COLUMN,
+    TenantTable,
+    tenant_scoped_tables,
+)
+
+
+class AllowListInvalid(TenancyError):
+    reason = "IntegrityAllowListInvalid"
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    """Counts per table; tables with nothing to report are left out."""
+
+    null_tenant_rows: dict[str, int] = field(default_factory=dict)
+    allowed_null_tenant_rows: dict[str, int] = field(default_factory=dict)
+    orphan_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def violations(self) -> int:
+        return sum(self.null_tenant_rows.values()) + sum(self.orphan_rows.values())
+
+    @property
+    def clean(self) -> bool:
+        return self.violations == 0
+
+    def summary(self) -> str:
+        """One line for status, Events and alerts."""
+        if self.clean:
+            allowed = sum(self.allowed_null_tenant_rows.values())
+            return "no rows without a tenant" + (
+                f" ({allowed} allowed by the allow-list)" if allowed else ""
+            )
+        parts = [
+            f'{table}: {count} row(s) with a NULL "tenantId"'
+            for table, count in sorted(self.null_tenant_rows.items())
+        ]
+        parts += [
+            f'{table}: {count} row(s) whose "tenantId" names no tenant'
+            for table, count in sorted(self.orphan_rows.items())
+        ]
+        return "; ".join(parts)
+
+
+def _table_counts(schema: str, table: str, allow: str | None, tenants: TenantTable) -> sql.Composed:
+    # The allow-list condition is SQL from the operator's configuration, not from a Tenant.
+    allowed = sql.SQL(f"COALESCE(({allow}), false)") if allow else sql.SQL("false")
+    return sql.SQL(
+        """
+        SELECT {label},
+          count(*) FILTER (WHERE t.{col} IS NULL AND NOT {allowed}),
+          count(*) FILTER (WHERE t.{col} IS NULL AND {allowed}),
+          count(*) FILTER (WHERE t.{col} IS NOT NULL AND NOT EXISTS
+            (SELECT 1 FROM {tenants} x WHERE x.{id} = t.{col}))
+        FROM {schema}.{table} t
+        """
+    ).format(
+        label=sql.Literal(table),
+        col=sql.Identifier(TENANT_COLUMN),
+        allowed=allowed,
+        tenants=sql.SQL("{}.{}").format(
+            sql.Identifier(tenants.schema), sql.Identifier(tenants.table)
+        ),
+        id=sql.Identifier(tenants.id_column),
+        schema=sql.Identifier(schema),
+        table=sql.Identifier(table),
+    )
+
+
+async def check_integrity(
+    conn: psycopg.AsyncConnection,
+    allow_list: Mapping[str, str] | None = None,
+    table: TenantTable = DEFAULT_TENANT_TABLE,
+) -> IntegrityReport:
+    """Count violations on `conn` (the caller holds a read-only transaction)."""
+    allow_list = allow_list or {}
+    report = IntegrityReport()
+    for name in await tenant_scoped_tables(conn, table.schema):
+        if name == table.table:
+            continue
+        try:
+            async with conn.transaction():  # a savepoint: a bad condition names its table
+                cursor = await conn.execute(
+                    _table_counts(table.schema, name, allow_list.get(name), table)
+                )
+                row = await cursor.fetchone()
+        except psycopg.errors.SyntaxError as error:
+            raise AllowListInvalid(
+                f'integrity allow-list condition for table "{name}" is not valid SQL: '
+                f"{str(error).splitlines()[0]}"
+            ) from None
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.DatatypeMismatch) as error:
+            raise AllowListInvalid(
+                f'integrity allow-list condition for table "{name}": {str(error).splitlines()[0]}'
+            ) from None
+        assert row is not None
+        _, null_rows, allowed_rows, orphans = row
+        if null_rows:
+            report.null_tenant_rows[name] = int(null_rows)
+        if allowed_rows:
+            report.allowed_null_tenant_rows[name] = int(allowed_rows)
+        if orphans:
+            report.orphan_rows[name] = int(orphans)
+    return report
+
+
+async def run_integrity_check(
+    url: str,
+    allow_list: Mapping[str, str] | None = None,
+    *,
+    table: TenantTable = DEFAULT_TENANT_TABLE,
+    connect_timeout_seconds: int = 5,
+) -> IntegrityReport:
+    async with connect(url, connect_timeout_seconds=connect_timeout_seconds) as conn:
+        await conn.set_autocommit(False)
+        await conn.set_read_only(True)
+        try:
+            return await check_integrity(conn, allow_list, table)
+        finally:
+            await conn.rollback()
+
+
+# A violation is a fact, not a flaky probe: one check is enough either way, and a violation
+# that persists is repeated only after the interval.
+INTEGRITY_POLICY = AlertPolicy(failure_threshold=1, success_threshold=1)
+INTEGRITY_CHECK = "integrity"
+
+
+def integrity_alert_step(
+    prior: CheckState,
+    report: IntegrityReport,
+    *,
+    subject: ObjectRef,
+    subject_uid: str,
+    now: datetime.datetime,
+    policy: AlertPolicy = INTEGRITY_POLICY,
+) -> tuple[CheckState, Alert | None]:
+    """The next alert state for this report, and the alert to send (warning, or the recovery)."""
+    seen = Observation(
+        bad=not report.clean,
+        severity=Severity.WARNING,
+        reason="IntegrityViolation",
+        message=report.summary(),
+    )
+    state, transition = advance(prior, seen, now, policy)
+    if transition is None:
+        return state, None
+    if transition is Transition.RESOLVED:
+        severity, reason = Severity.INFO, "IntegrityRestored"
+        title = f"IntegrityRestored: {subject}"
+        message = f"every row has a tenant again, after: {prior.message or 'a violation'}"
+    else:
+        severity, reason = Severity.WARNING, "IntegrityViolation"
+        again = " (still there)" if transition is Transition.REPEAT else ""
+        title = f"IntegrityViolation: {subject}{again}"
+        message = report.summary()
+    alert = Alert(
+        id=str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"{subject_uid}/{INTEGRITY_CHECK}/{now.isoformat()}")
+        ),
+        check=INTEGRITY_CHECK,
+        reason=reason,
+        severity=severity,
+        transition=transition,
+        title=title,
+        message=message,
+        subject=subject,
+        occurred_at=now,
+        details={"check": INTEGRITY_CHECK, "violations": str(report.violations)},
+    )
+    return state, alert
