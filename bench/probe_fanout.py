@@ -86,6 +86,10 @@ def manifests(count: int, port: int) -> str:
             "kind": "ApiDeployment",
             "metadata": {"name": f"api-{i}"},
             "spec": {
+                # No pods: only the probes are measured (kwok would otherwise fake 2 per object).
+                "image": "ghcr.io/example/orion-api:1.0.0",
+                "replicas": 0,
+                "minReplicas": 0,
                 "healthCheck": {
                     "url": f"http://127.0.0.1:{port}/health/{i}",
                     "intervalSeconds": INTERVAL_SECONDS,
@@ -143,6 +147,10 @@ async def measure(count: int, seconds: float) -> None:
         cpu_share = (cpu_seconds(operator.pid) - cpu_start) / (time.monotonic() - started)
         rss = peak_rss_mib(operator.pid)
     finally:
+        # While the operator still runs, so it can release its finalizers.
+        await asyncio.to_thread(
+            kubectl, "delete", "apid", "--all", "-n", namespace, "--timeout=120s"
+        )
         operator.terminate()
         operator.wait(timeout=30)
         await asyncio.to_thread(kubectl, "delete", "namespace", namespace, "--wait=false")

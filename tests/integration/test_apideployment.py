@@ -155,12 +155,20 @@ def test_owned_deployment_and_service_come_up_ready_and_show_in_kubectl_get(
     )
     assert {c["type"]: c["status"] for c in status["conditions"]} == {
         "Available": "True",
+        "BackupRecent": "True",
+        "ConfigurationPresent": "True",
         "ConnectionCapacity": "True",
         "Healthy": "True",
+        "MigrationsApplied": "True",
         "Progressing": "False",
         "Ready": "True",
         "ReplicasClamped": "False",
+        "RolledBack": "False",
+        "Verified": "True",
     }
+    # The first revision: rolled out, and the known-good one from now on.
+    assert status["stableImage"] == IMAGE
+    assert status["rollout"]["result"] == "Succeeded"
     # Connection use comes from the real server.
     (max_connections,) = app_database.query("SELECT current_setting('max_connections')::int")[0]
     assert status["databaseConnections"]["maxConnections"] == max_connections
@@ -414,6 +422,11 @@ def test_unreachable_database_is_reported_without_holding_back_the_deployment(
         ({"replicas": -1}, "spec.replicas", "greater than or equal to 0"),
         ({"minReplicas": -2}, "spec.minReplicas", "greater than or equal to 0"),
         ({"port": -80}, "spec.port", "greater than or equal to 1"),
+        (
+            {"rollout": {"progressDeadlineSeconds": -30}},
+            "spec.rollout.progressDeadlineSeconds",
+            "greater than or equal to 1",
+        ),
         (
             {"databaseConnections": {"perReplica": -5}},
             "spec.databaseConnections.perReplica",

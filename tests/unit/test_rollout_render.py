@@ -11,6 +11,7 @@ from orion_operator.rollout.render import (
     render_deployment,
     render_pod_template,
     render_service,
+    rollout_key,
     selector_string,
     template_image,
 )
@@ -185,3 +186,32 @@ def test_old_objects_with_the_former_health_port_default_keep_probing_the_same_p
     container = _container(render_pod_template("api", spec, spec.image))
     assert len(container["ports"]) == 1
     assert probe_url(spec, "api", "ns") == "http://api.ns.svc:3000/health"
+
+
+def test_the_rollout_key_follows_the_template_and_pre_deploy_not_the_replicas() -> None:
+    def key(**fields: Any) -> str:
+        spec = _spec(**fields)
+        return rollout_key(spec, render_pod_template("orion-api", spec, spec.image))
+
+    base = key()
+    assert key(replicas=7, minReplicas=2, maxReplicas=9) == base
+    assert key(healthCheck={"intervalSeconds": 5}, rollout={"verifySeconds": 5}) == base
+    assert key(image="ghcr.io/example/orion-api:2.0.0") != base
+    assert key(podAnnotations={"retry": "1"}) != base
+    assert key(preDeploy={"requireBackupWithin": "1h"}) != base
+
+
+def test_the_deployment_carries_its_rollout_key_and_progress_deadline() -> None:
+    spec = _spec()
+    template = render_pod_template("orion-api", spec, spec.image)
+    deployment = render_deployment(
+        "orion-api",
+        "shop",
+        owner=OWNER,
+        replicas=2,
+        template=template,
+        key="abc",
+        progress_deadline_seconds=90,
+    )
+    assert deployment["metadata"]["annotations"] == {"orion.io/rollout-key": "abc"}
+    assert deployment["spec"]["progressDeadlineSeconds"] == 90

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from orion_operator.api.apideployment import ApiPhase
+from orion_operator.api.apideployment import ApiPhase, RolloutStatus
 from orion_operator.api.common import ConditionStatus
 from orion_operator.health.contract import HealthReport, HealthState
 from orion_operator.rollout.scaling import (
@@ -24,6 +24,7 @@ from orion_operator.rollout.status import (
     derive_phase,
     derive_ready,
     healthy_condition,
+    rollout_conditions,
     status_patch,
     with_derived_fields,
 )
@@ -219,3 +220,71 @@ def test_capacity_is_false_when_in_use_the_scale_up_or_the_pools_pass_the_share(
     scaled = capacity(quiet, None, replicas=10)
     assert (scaled.status, scaled.reason) == (ConditionStatus.FALSE, "ReplicasAboveMaxShare")
     assert scaled.message.startswith("10 replicas at 10 connections each may open 100; ")
+
+
+def _rollout(**fields: Any) -> RolloutStatus:
+    base = {
+        "revision": 2,
+        "key": "k",
+        "image": "api:2",
+        "gate": "Verify",
+        "result": "Running",
+        "message": "verifying api:2 for 60s",
+        "startedAt": "2026-03-01T12:00:00Z",
+        "verify": {"startedAt": "2026-03-01T12:00:10Z"},
+        "migrationJob": "api-migrate-g2",
+    }
+    return RolloutStatus.model_validate({**base, **fields})
+
+
+def test_gate_conditions_passed_current_and_not_reached() -> None:
+    conditions = {
+        u.type: (u.status.value, u.reason)
+        for u in rollout_conditions(_rollout(gate="Migrations", migrationJob=None, verify=None))
+    }
+    assert conditions == {
+        "ConfigurationPresent": ("True", "ConfigurationFound"),
+        "BackupRecent": ("True", "NotRequired"),
+        "MigrationsApplied": ("Unknown", "InProgress"),
+        "Verified": ("Unknown", "Waiting"),
+        "RolledBack": ("False", "NotRolledBack"),
+    }
+
+
+def test_a_rolled_back_rollout_is_not_ready_and_its_phase_says_so() -> None:
+    rollout = _rollout(result="RolledBack", reason="VerificationFailed", message="rolled back")
+    conditions = {u.type: (u.status.value, u.reason) for u in rollout_conditions(rollout)}
+    assert conditions["Verified"] == ("False", "VerificationFailed")
+    assert conditions["RolledBack"] == ("True", "VerificationFailed")
+    available = apply_updates(
+        [], deployment_conditions(DeploymentState.from_deployment(_deployment(), "api:1")), 1
+    )
+    status = {"rollout": rollout.model_dump(mode="json"), "health": {"state": "ok"}}
+    derived = with_derived_fields(status, available, 1)
+    assert derived["phase"] == ApiPhase.ROLLED_BACK.value
+    assert _status(derived["conditions"], "Ready") == "False"
+
+
+def test_a_manual_rollback_is_what_the_spec_asks_so_it_can_be_ready() -> None:
+    rollout = _rollout(result="RolledBack", reason="ManualRollback", manual=True)
+    conditions = _conditions(_deployment(), health="ok")
+    assert derive_ready(conditions, rollout.model_dump(mode="json")).status is ConditionStatus.TRUE
+    assert derive_phase(conditions, "ok", rollout.model_dump(mode="json")) is ApiPhase.ROLLED_BACK
+
+
+def test_a_paused_verification_says_a_rollback_would_not_help() -> None:
+    rollout = _rollout(
+        held="database down: a rollback would not help",
+        verify={"startedAt": "2026-03-01T12:00:10Z", "paused": True},
+    )
+    conditions = {u.type: (u.status.value, u.reason) for u in rollout_conditions(rollout)}
+    assert conditions["Verified"] == ("False", "VerificationPaused")
+    assert conditions["RolledBack"] == ("False", "RollbackWouldNotHelp")
+    assert derive_phase([], None, rollout.model_dump(mode="json")) is ApiPhase.PROGRESSING
+
+
+def test_a_blocked_rollout_is_blocked() -> None:
+    rollout = _rollout(gate="Configuration", result="Blocked", reason="ConfigurationMissing")
+    assert derive_phase([], None, rollout.model_dump(mode="json")) is ApiPhase.BLOCKED
+    ready = derive_ready([], rollout.model_dump(mode="json"))
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "RolloutBlocked")

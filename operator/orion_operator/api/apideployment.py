@@ -2,7 +2,9 @@
 
 The operator renders an owned Deployment and Service from the spec, follows `/scale` (kubectl,
 an HPA, KEDA) within minReplicas/maxReplicas, probes the /health contract, triages the
-dependencies and alerts.
+dependencies and alerts. A new pod template is rolled out through the runbook's checklist
+(configuration present, a recent backup, migrations, the rollout, verification) and rolled
+back to the last known-good one when verification fails and a rollback can help.
 """
 
 from __future__ import annotations
@@ -10,13 +12,14 @@ from __future__ import annotations
 import datetime
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from kube_custom_resource import CustomResource, schema
 from pydantic import Field, StringConstraints
 
 from orion_operator import API_VERSION
 from orion_operator.alerts.state import CheckState
+from orion_operator.api.backup import BackupExecutor, BackupFormat, StorageSpec
 from orion_operator.api.common import (
     QUANTITY_PATTERN,
     Conditions,
@@ -193,6 +196,113 @@ class ConnectionBudgetSpec(schema.BaseModel):
     )
 
 
+class MigrationsSpec(schema.BaseModel):
+    """The database migrations, run as a Job with the new image before any pod restarts."""
+
+    command: list[Annotated[str, StringConstraints(min_length=1, max_length=4096)]] = Field(
+        default_factory=lambda: ["npx", "prisma", "migrate", "deploy"],
+        min_length=1,
+        max_length=100,
+        description="The command, run with the API container's env and envFrom.",
+    )
+    active_deadline_seconds: int = Field(
+        600, ge=1, description="The Job fails when the migrations take longer than this."
+    )
+    backoff_limit: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Retries of a failed migration pod (each runs the command again).",
+    )
+
+
+class PreDeployBackupSpec(schema.BaseModel):
+    """The platform Backup taken before a rollout when none is recent enough."""
+
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="As a Backup's spec.storage; a volume when empty."
+    )
+    format: BackupFormat = Field(BackupFormat.CUSTOM, description="pg_dump format.")
+    executor: schema.Optional[BackupExecutor] = Field(
+        None, description="inline or job; the operator's ORION_BACKUP_EXECUTOR when unset."
+    )
+
+
+class PreDeploySpec(schema.BaseModel):
+    """The runbook's pre-deployment checklist, run before any pod gets the new template."""
+
+    require_backup_within: schema.Optional[Duration] = Field(
+        None,
+        description=(
+            "A Completed platform Backup of spec.dependencies.database at most this old must "
+            "exist (e.g. 24h); otherwise one is taken first and waited for."
+        ),
+    )
+    backup: PreDeployBackupSpec = Field(default_factory=PreDeployBackupSpec)
+    migrations: schema.Optional[MigrationsSpec] = Field(
+        None, description="Run the migrations as a Job with the new image; none when unset."
+    )
+
+
+class HttpMethod(StrEnum):
+    GET = "GET"
+    HEAD = "HEAD"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+class SmokeRequest(schema.BaseModel):
+    """One request made during verification, e.g. the runbook's POST /auth/login."""
+
+    method: HttpMethod = HttpMethod.GET
+    path: Annotated[str, StringConstraints(pattern=r"^/", max_length=2048)] = Field(
+        ..., description="Path on the API's address (the Service, or healthCheck.url's origin)."
+    )
+    headers: dict[str, Annotated[str, StringConstraints(max_length=8192)]] = Field(
+        default_factory=dict
+    )
+    body: schema.Optional[Annotated[str, StringConstraints(max_length=65536)]] = Field(
+        None, description="Request body, sent as given (set Content-Type in headers)."
+    )
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
+        default_factory=lambda: [200],
+        min_length=1,
+        max_length=20,
+        description="The request passes when the answer's status code is one of these.",
+    )
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+class RolloutSpec(schema.BaseModel):
+    progress_deadline_seconds: int = Field(
+        600,
+        ge=1,
+        description=(
+            "The Deployment must have every replica updated and available within this time, "
+            "or the rollout fails (and is rolled back)."
+        ),
+    )
+    verify_seconds: int = Field(
+        60,
+        ge=0,
+        le=86400,
+        description=(
+            "After the rollout, /health must stay ok this long (healthCheck.failureThreshold "
+            "bad probes fail it) and the smoke requests must pass."
+        ),
+    )
+    auto_rollback: bool = Field(
+        True,
+        description="Put the last known-good pod template back when the rollout fails.",
+    )
+    smoke: list[SmokeRequest] = Field(
+        default_factory=list, max_length=20, description="Requests that must pass after a rollout."
+    )
+    history_limit: int = Field(10, ge=1, le=50, description="Revisions kept in status.history.")
+
+
 class ApiDeploymentSpec(schema.BaseModel):
     image: Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^\S+$")] = (
         Field(..., description="The API's container image, e.g. ghcr.io/acme/orion-api:1.4.2.")
@@ -241,6 +351,16 @@ class ApiDeploymentSpec(schema.BaseModel):
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
     alerts: AlertsSpec = Field(default_factory=AlertsSpec)
     dependencies: DependenciesSpec = Field(default_factory=DependenciesSpec)
+    pre_deploy: PreDeploySpec = Field(default_factory=PreDeploySpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    rollback_to: schema.Optional[int] = Field(
+        None,
+        ge=1,
+        description=(
+            "Run this revision of status.history (a succeeded one) instead of the spec's "
+            "template; remove it to roll the spec out again."
+        ),
+    )
 
     @property
     def health_port(self) -> int:
@@ -258,6 +378,28 @@ class ApiPhase(StrEnum):
     DEGRADED = "Degraded"
     ERROR = "Error"
     DOWN = "Down"
+    BLOCKED = "Blocked"  # a rollout waits for configuration that is missing
+    FAILED = "Failed"  # a rollout failed and was not rolled back
+    ROLLED_BACK = "RolledBack"  # the last known-good template runs instead of the spec's
+
+
+class Gate(StrEnum):
+    """The rollout's checklist, in order."""
+
+    CONFIGURATION = "Configuration"
+    BACKUP = "Backup"
+    MIGRATIONS = "Migrations"
+    DEPLOY = "Deploy"
+    VERIFY = "Verify"
+
+
+class RolloutResult(StrEnum):
+    RUNNING = "Running"
+    BLOCKED = "Blocked"  # waiting for configuration; nothing has restarted
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    ROLLED_BACK = "RolledBack"
+    SUPERSEDED = "Superseded"  # a newer spec replaced it before it finished (history only)
 
 
 class QueueStatus(schema.BaseModel):
@@ -294,6 +436,79 @@ class DatabaseConnectionsStatus(schema.BaseModel):
     checked_at: schema.Optional[datetime.datetime] = None
 
 
+class _PreservedObject:
+    """A free-form object in the schema (a pod template as the operator rendered it)."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: Any) -> dict[str, Any]:
+        return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+PodTemplate = Annotated[dict[str, Any], _PreservedObject]
+
+
+class VerifyStatus(schema.BaseModel):
+    """Post-deploy verification: the probes seen since the window (re)started."""
+
+    started_at: datetime.datetime
+    probes: int = 0
+    failures: int = Field(0, description="Bad probes in the window.")
+    successes: int = Field(0, description="Consecutive ok probes.")
+    smoke: schema.Optional[str] = Field(None, description="Passed, or why the smoke failed.")
+    smoke_passed: schema.Optional[bool] = None
+    paused: bool = Field(False, description="A dependency is down: a rollback would not help.")
+    last_probe: schema.Optional[str] = None
+
+
+class RolloutStatus(schema.BaseModel):
+    """The current (or last) rollout; the operator continues it from here after a restart."""
+
+    revision: int
+    key: str = Field(..., description="Hash of the pod template and rollout settings.")
+    generation: schema.Optional[int] = None
+    image: str
+    manual: bool = Field(False, description="A rollback asked for with spec.rollbackTo.")
+    gate: Gate
+    result: RolloutResult
+    reason: str = ""
+    message: str = ""
+    started_at: datetime.datetime
+    gate_started_at: schema.Optional[datetime.datetime] = None
+    finished_at: schema.Optional[datetime.datetime] = None
+    backup: schema.Optional[str] = Field(None, description="The pre-rollout Backup.")
+    backup_created: bool = False
+    migration_job: schema.Optional[str] = None
+    migrations_ran: bool = False
+    held: schema.Optional[str] = Field(
+        None, description="Why a failed rollout is not rolled back (a dependency is down)."
+    )
+    verify: schema.Optional[VerifyStatus] = None
+    template: PodTemplate = Field(
+        default_factory=dict, description="The pod template being rolled out."
+    )
+    from_template: schema.Optional[PodTemplate] = Field(
+        None, description="The pod template that ran when this rollout started."
+    )
+    from_key: schema.Optional[str] = None
+
+
+class RevisionStatus(schema.BaseModel):
+    revision: int
+    image: str
+    generation: schema.Optional[int] = None
+    key: str = ""
+    result: RolloutResult
+    reason: str = ""
+    message: str = ""
+    started_at: schema.Optional[datetime.datetime] = None
+    finished_at: schema.Optional[datetime.datetime] = None
+    backup: schema.Optional[str] = Field(None, description="The pre-rollout Backup's name.")
+    migrations_ran: bool = False
+    template: schema.Optional[PodTemplate] = Field(
+        None, description="Kept for succeeded revisions, the ones spec.rollbackTo can name."
+    )
+
+
 class ApiDeploymentStatus(schema.BaseModel):
     observed_generation: schema.Optional[int] = None
     phase: schema.Optional[ApiPhase] = None
@@ -319,6 +534,21 @@ class ApiDeploymentStatus(schema.BaseModel):
     health: schema.Optional[HealthStatus] = None
     alerts: dict[str, CheckState] = Field(
         default_factory=dict, description="Alert state per check (api, database, redis, queue/x)."
+    )
+    rollout: schema.Optional[RolloutStatus] = None
+    stable_image: schema.Optional[str] = Field(None, description="The last known-good image.")
+    stable_revision: schema.Optional[int] = None
+    stable_key: schema.Optional[str] = None
+    stable_template: schema.Optional[PodTemplate] = Field(
+        None, description="The last known-good pod template: what a rollback puts back."
+    )
+    failed_image: schema.Optional[str] = Field(
+        None, description="The image of the last rolled-back rollout; not rolled out again."
+    )
+    failed_generation: schema.Optional[int] = None
+    failed_key: schema.Optional[str] = None
+    history: list[RevisionStatus] = Field(
+        default_factory=list, description="The last rollouts, newest last."
     )
 
 
@@ -360,6 +590,9 @@ class ApiDeployment(  # type: ignore[call-arg,metaclass]
             "priority": 1,
         },
         {"name": "Redis", "type": "string", "jsonPath": ".status.health.redis", "priority": 1},
+        {"name": "Stable", "type": "string", "jsonPath": ".status.stableImage", "priority": 1},
+        {"name": "Rollout", "type": "string", "jsonPath": ".status.rollout.result", "priority": 1},
+        {"name": "Gate", "type": "string", "jsonPath": ".status.rollout.gate", "priority": 1},
         {"name": "Checked", "type": "date", "jsonPath": ".status.health.checkedAt", "priority": 1},
         {"name": "Message", "type": "string", "jsonPath": ".status.health.message", "priority": 1},
     ],

@@ -1,10 +1,13 @@
-"""ApiDeployment handlers: the owned Deployment and Service, scaling, and the health daemon.
+"""ApiDeployment handlers: the owned Deployment and Service, rollouts, scaling, the health daemon.
 
-The reconcile renders the Deployment and Service (`rollout.render`), clamps replicas and weighs
-connections (`rollout.scaling`), applies them with server-side apply and reports their state.
-It runs on spec changes (including /scale writes), on every change of an owned object (so a
-hand edit is put back at once) and every minute. The health daemon probes /health on its own
-interval; probing, triage and alert decisions are in `health/` and `alerts/`.
+The reconcile advances the rollout (`rollout.machine`: gates, verification, rollback), renders
+the Deployment and Service (`rollout.render`) with the template the rollout says runs now,
+clamps replicas and weighs connections (`rollout.scaling`), applies them with server-side apply
+and reports their state. It runs on spec changes (including /scale writes), on every change of
+an owned object or of a rollout's Backup or migration Job (so a hand edit is put back at once
+and a gate moves on when its object does), after every probe while a rollout is under way (so
+verification sees each probe once), and every minute. The health daemon probes /health on its
+own interval; probing, triage and alert decisions are in `health/` and `alerts/`.
 
 Both write status through `kube.status.update_status`: each sets its own keys and condition
 types, and Ready and phase are derived from the merged result (`rollout.status`).
@@ -13,19 +16,24 @@ types, and Ready and phase are derived from the merged result (`rollout.status`)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime
 import functools
 import time
+import uuid
 import weakref
 from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from lightkube.core.exceptions import ApiError
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Service
 from pydantic import ValidationError
 
 from orion_operator import API_GROUP, API_VERSION, metrics
-from orion_operator.alerts.model import Alert, ObjectRef, Severity
+from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
 from orion_operator.alerts.state import AlertPolicy, CheckState
 from orion_operator.api.apideployment import (
     ApiDeploymentSpec,
@@ -41,11 +49,39 @@ from orion_operator.health.contract import HealthState
 from orion_operator.health.monitor import HealthCycle, TriageOutcome, run_health_cycle
 from orion_operator.health.triage import triage_dependencies
 from orion_operator.kube.owned import apply_owned, get_or_none
-from orion_operator.kube.resources import ApiDeploymentResource
+from orion_operator.kube.resources import ApiDeploymentResource, BackupResource
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
-from orion_operator.kube.status import update_status
+from orion_operator.kube.status import update_status, with_merge_diffs
+from orion_operator.rollout.book import Book, active, target
 from orion_operator.rollout.connections import read_connection_usage
 from orion_operator.rollout.drift import ForeignItems, foreign_items
+from orion_operator.rollout.gates import (
+    Action,
+    CreateBackup,
+    CreateMigrationJob,
+    Desired,
+    Need,
+    Notice,
+    Observed,
+    ProbeView,
+    Step,
+    TriageView,
+    deployment_view,
+)
+from orion_operator.rollout.machine import advance
+from orion_operator.rollout.observe import (
+    check_configuration,
+    find_recent_backup,
+    read_backup,
+    read_migration_job,
+)
+from orion_operator.rollout.predeploy import (
+    APIDEPLOYMENT_LABEL,
+    backup_name,
+    migration_job_name,
+    render_migration_job,
+    render_predeploy_backup,
+)
 from orion_operator.rollout.render import (
     MANAGED_BY_LABEL,
     MANAGER,
@@ -54,6 +90,7 @@ from orion_operator.rollout.render import (
     render_deployment,
     render_pod_template,
     render_service,
+    rollout_key,
     selector_string,
     template_image,
 )
@@ -63,6 +100,7 @@ from orion_operator.rollout.scaling import (
     clamp_replicas,
     estimate_scale_up,
 )
+from orion_operator.rollout.smoke import api_base_url, run_smoke
 from orion_operator.rollout.status import (
     CONNECTION_CAPACITY,
     REPLICAS_CLAMPED,
@@ -72,6 +110,7 @@ from orion_operator.rollout.status import (
     clamp_condition,
     deployment_conditions,
     healthy_condition,
+    rollout_conditions,
     status_patch,
 )
 from orion_operator.tenancy.errors import TenancyError
@@ -190,6 +229,21 @@ def _record_metrics(namespace: str, name: str, cycle: HealthCycle) -> None:
             metrics.service_up.labels(namespace, name, service).set(1 if seen == "connected" else 0)
 
 
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+    """One probe for the rollout: the classification and, when it ran, the triage."""
+
+    view: ProbeView
+    triage: TriageView | None
+
+
+def _probe_view(cycle: HealthCycle) -> ProbeResult:
+    triage = None
+    if cycle.triage is not None:
+        triage = TriageView(cycle.triage.culprit, cycle.triage.summary)
+    return ProbeResult(ProbeView(cycle.report.state, cycle.report.message), triage)
+
+
 def _post_event(body: kopf.Body, alert: Alert) -> None:
     kind = "Normal" if alert.severity is Severity.INFO else "Warning"
     kopf.event(body, type=kind, reason=alert.reason, message=f"{alert.title}: {alert.message}")
@@ -222,6 +276,7 @@ async def health_probe(
         url = probe_url(spec, name, namespace)
 
         started = time.monotonic()
+        cycle: HealthCycle | None = None
         try:
             cycle = await run_health_cycle(
                 session=memo.http,
@@ -274,6 +329,22 @@ async def health_probe(
             metrics.reconcile_duration_seconds.labels("ApiDeployment").observe(
                 time.monotonic() - started
             )
+        if cycle is not None and active(Book.from_status(body.status)):
+            # A rollout under way sees every probe once (verification), and its deadlines and
+            # waits are checked at the probe's pace.
+            try:
+                await _measured_reconcile(
+                    memo,
+                    namespace,
+                    name,
+                    measure_connections=False,
+                    logger=logger,
+                    probe=_probe_view(cycle),
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the next probe or the timer tries again
+                logger.warning("rollout step failed: %s: %s", type(error).__name__, error)
         # Keep to the schedule; after a long stall, start afresh instead of probing in a burst.
         next_probe_at = max(next_probe_at + spec.health_check.interval_seconds, time.monotonic())
         await stopped.wait(next_probe_at - time.monotonic())
@@ -350,10 +421,182 @@ async def _apply(
     return result.obj
 
 
-async def reconcile_api_deployment(
-    memo: kopf.Memo, namespace: str, name: str, *, measure_connections: bool, logger: Any
+# --- rollouts ----------------------------------------------------------------------------
+
+# Status keys the rollout owns; nested objects in them are replaced, not merged.
+ROLLOUT_KEYS = tuple(Book().status_fields())
+
+
+def _desired(name: str, uid: str, generation: int, spec: ApiDeploymentSpec) -> Desired:
+    template = render_pod_template(name, spec, spec.image)
+    within = spec.pre_deploy.require_backup_within
+    return Desired(
+        key=rollout_key(spec, template),
+        uid=uid,
+        generation=generation,
+        image=spec.image,
+        template=template,
+        backup_within=parse_duration(within) if within else None,
+        backup_name=backup_name(name, generation),
+        migrations=spec.pre_deploy.migrations is not None,
+        migration_job_name=migration_job_name(name, generation),
+        progress_deadline=datetime.timedelta(seconds=spec.rollout.progress_deadline_seconds),
+        verify=datetime.timedelta(seconds=spec.rollout.verify_seconds),
+        failure_threshold=spec.health_check.failure_threshold,
+        smoke=bool(spec.rollout.smoke),
+        auto_rollback=spec.rollout.auto_rollback,
+        rollback_to=spec.rollback_to,
+        history_limit=spec.rollout.history_limit,
+    )
+
+
+async def _observe(
+    step: Step,
+    seen: Observed,
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    spec: ApiDeploymentSpec,
+    desired: Desired,
+) -> Observed:
+    """Gather the one input the state machine asked for."""
+    need, subject = step.need, step.subject
+    if need is Need.CONFIGURATION:
+        missing = await check_configuration(memo.kube, namespace, spec)
+        return dataclasses.replace(seen, missing_configuration=missing)
+    if need is Need.RECENT_BACKUP:
+        assert desired.backup_within is not None
+        recent = await find_recent_backup(
+            memo.kube, namespace, spec, desired.backup_within, seen.now
+        )
+        return dataclasses.replace(seen, recent_backup=recent)
+    if need is Need.BACKUP:
+        assert subject is not None
+        return dataclasses.replace(seen, backup=await read_backup(memo.kube, namespace, subject))
+    if need is Need.MIGRATION:
+        assert subject is not None
+        job = await read_migration_job(memo.kube, namespace, subject)
+        return dataclasses.replace(seen, migration=job)
+    if need is Need.TRIAGE:
+        outcome = await _triage(memo, namespace, name, spec)
+        return dataclasses.replace(seen, triage=TriageView(outcome.culprit, outcome.summary))
+    smoke = await run_smoke(memo.http, api_base_url(spec, name, namespace), spec.rollout.smoke)
+    return dataclasses.replace(seen, smoke=smoke)
+
+
+async def _advance_rollout(
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    spec: ApiDeploymentSpec,
+    desired: Desired,
+    book: Book,
+    live: Manifest | None,
+    probe: ProbeResult | None,
+) -> Step:
+    seen = Observed(
+        now=utc_now(),
+        deployment=deployment_view(live) if live is not None else None,
+        probe=probe.view if probe else None,
+        triage=probe.triage if probe else None,
+    )
+    for _ in range(len(Need) + 1):
+        step = advance(desired, book, seen)
+        if step.need is None:
+            return step
+        seen = await _observe(step, seen, memo, namespace, name, spec, desired)
+    raise RuntimeError(f"ApiDeployment {namespace}/{name}: the rollout kept asking for input")
+
+
+def _rollout_alert(namespace: str, name: str, uid: str, notice: Notice) -> Alert:
+    assert notice.severity is not None and notice.check is not None
+    now = utc_now()
+    return Alert(
+        # One id per rollout problem: a retried delivery is recognisably the same alert.
+        id=str(
+            uuid.uuid5(
+                uuid.NAMESPACE_URL,
+                f"{uid}/{notice.check}/{notice.revision}/{notice.reason}/{notice.message}",
+            )
+        ),
+        check=notice.check,
+        reason=notice.reason,
+        severity=notice.severity,
+        transition=Transition.FIRING,
+        title=f"{notice.reason}: ApiDeployment {namespace}/{name}",
+        message=notice.message,
+        subject=ObjectRef(KIND, namespace, name),
+        occurred_at=now,
+        details={"revision": str(notice.revision or "")},
+    )
+
+
+async def _create_ignoring_conflict(memo: kopf.Memo, obj: Any, namespace: str) -> None:
+    try:
+        await memo.kube.create(obj, namespace=namespace)
+    except ApiError as error:
+        if error.status.code != 409:  # already there: an earlier step made it
+            raise
+
+
+async def _act(
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    spec: ApiDeploymentSpec,
+    owner: Owner,
+    actions: tuple[Action, ...],
+    event_target: kopf.Body,
+    logger: Any,
 ) -> None:
-    """Level-based: make the Deployment and Service match the spec and report; safe any time."""
+    for action in actions:
+        if isinstance(action, CreateBackup):
+            manifest = render_predeploy_backup(
+                action.name, namespace, spec, owner=owner, revision=action.revision
+            )
+            await _create_ignoring_conflict(memo, BackupResource.from_dict(manifest), namespace)
+        elif isinstance(action, CreateMigrationJob):
+            manifest = render_migration_job(
+                action.name,
+                namespace,
+                spec,
+                owner=owner,
+                revision=action.revision,
+                template=action.template,
+            )
+            await _create_ignoring_conflict(memo, Job.from_dict(manifest), namespace)
+        else:
+            kopf.event(event_target, type=action.type, reason=action.reason, message=action.message)
+            logger.info("rollout reason=%s revision=%s", action.reason, action.revision)
+            if action.severity is not None:
+                memo.alert_sender.submit(_rollout_alert(namespace, name, owner.uid, action))
+
+
+def _status_change(
+    fields: Mapping[str, Any],
+    updates: list[ConditionUpdate],
+    generation: int | None,
+    current: Mapping[str, Any],
+) -> dict[str, Any]:
+    """`status_patch`, with the rollout's nested objects sent as merge diffs."""
+    patch = status_patch(fields, updates, generation, current)
+    return with_merge_diffs(patch, current.get("status") or {}, ROLLOUT_KEYS)
+
+
+# --- the reconcile --------------------------------------------------------------------------
+
+
+async def reconcile_api_deployment(
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    *,
+    measure_connections: bool,
+    logger: Any,
+    probe: ProbeResult | None = None,
+) -> None:
+    """Level-based: advance the rollout, make the Deployment and Service match it and report;
+    safe any time. `probe` is a new /health probe for verification (the daemon's)."""
     async with _lock(namespace, name):
         found = await get_or_none(memo.kube, ApiDeploymentResource, name, namespace)
         if found is None:
@@ -373,16 +616,42 @@ async def reconcile_api_deployment(
             raise kopf.PermanentError(message) from None
 
         previous_status = obj.get("status") or {}
-        target = clamp_replicas(spec.replicas, spec.min_replicas, spec.max_replicas)
+        target_replicas = clamp_replicas(spec.replicas, spec.min_replicas, spec.max_replicas)
         current = await get_or_none(memo.kube, Deployment, name, namespace)
+        live = current.to_dict() if current is not None else None
         current_replicas = (current.spec.replicas or 0) if current is not None else 0
+        owner = Owner(f"{API_GROUP}/{API_VERSION}", KIND, name, metadata["uid"])
+
+        # The rollout first: it decides which template the Deployment runs. Its state is
+        # written before anything is done, so a restart continues where it was.
+        desired = _desired(name, metadata["uid"], int(generation or 0), spec)
+        step = await _advance_rollout(
+            memo, namespace, name, spec, desired, Book.from_status(previous_status), live, probe
+        )
+        rollout_updates = rollout_conditions(step.book.rollout)
+        known: Mapping[str, Any] | None = obj
+        if step.book != Book.from_status(previous_status):
+            await update_status(
+                memo.kube,
+                ApiDeploymentResource,
+                name,
+                namespace,
+                functools.partial(
+                    _status_change, step.book.status_fields(), rollout_updates, generation
+                ),
+                known=obj,
+            )
+            known = None
+        await _act(memo, namespace, name, spec, owner, step.actions, event_target, logger)
+
         # Weighed before a scale-up is applied, so the warning comes first; the scale-up is
         # not held back (an HPA must keep working), only announced.
         usage: ConnectionUsage | ConditionUpdate | None = None
         estimate: ScaleUpEstimate | None = None
-        if measure_connections or target.replicas > current_replicas:
+        running = target(step.book)
+        if measure_connections or (running and target_replicas.replicas > current_replicas):
             usage, estimate = await _weigh_connections(
-                memo, namespace, name, spec, current_replicas, target.replicas
+                memo, namespace, name, spec, current_replicas, target_replicas.replicas
             )
             if estimate is not None and estimate.over_limit:
                 kopf.event(
@@ -392,57 +661,66 @@ async def reconcile_api_deployment(
                     message=estimate.message,
                 )
 
-        owner = Owner(f"{API_GROUP}/{API_VERSION}", KIND, name, metadata["uid"])
-        template = render_pod_template(name, spec, spec.image)
         live_service = await get_or_none(memo.kube, Service, name, namespace)
-        applied = [
-            await _apply(
-                memo,
-                render_service(name, namespace, spec, owner=owner),
-                live_service,
-                event_target,
-                logger,
-            ),
-            await _apply(
+        await _apply(
+            memo,
+            render_service(name, namespace, spec, owner=owner),
+            live_service,
+            event_target,
+            logger,
+        )
+        deployment: Manifest | None = None
+        if running is not None:
+            # Until the rollout reaches its Deploy gate, this is the template that ran before.
+            template, key = running
+            deployment = await _apply(
                 memo,
                 render_deployment(
-                    name, namespace, owner=owner, replicas=target.replicas, template=template
+                    name,
+                    namespace,
+                    owner=owner,
+                    replicas=target_replicas.replicas,
+                    template=template,
+                    key=key,
+                    progress_deadline_seconds=spec.rollout.progress_deadline_seconds,
                 ),
                 current,
                 event_target,
                 logger,
-            ),
-        ]
-        deployment = applied[1]
+            )
 
-        clamped = clamp_condition(target)
-        if target.clamped and _previous_message(previous_status, REPLICAS_CLAMPED) != (
+        clamped = clamp_condition(target_replicas)
+        if target_replicas.clamped and _previous_message(previous_status, REPLICAS_CLAMPED) != (
             clamped.message
         ):
             kopf.event(
                 event_target, type="Warning", reason="ReplicasClamped", message=clamped.message
             )
 
-        state = DeploymentState.from_deployment(
-            deployment, template_image(deployment["spec"]["template"])
-        )
-        updates = [*deployment_conditions(state), clamped]
+        updates = [*rollout_updates, clamped]
         fields: dict[str, Any] = {
             "observedGeneration": generation,
-            "replicas": state.replicas,
-            "targetReplicas": target.replicas,
-            "readyReplicas": state.ready,
-            "updatedReplicas": state.updated,
-            "availableReplicas": state.available,
+            "targetReplicas": target_replicas.replicas,
             "selector": selector_string(name),
-            "currentImage": state.image,
         }
+        if deployment is not None:
+            state = DeploymentState.from_deployment(
+                deployment, template_image(deployment["spec"]["template"])
+            )
+            updates += deployment_conditions(state)
+            fields |= {
+                "replicas": state.replicas,
+                "readyReplicas": state.ready,
+                "updatedReplicas": state.updated,
+                "availableReplicas": state.available,
+                "currentImage": state.image,
+            }
         if isinstance(usage, ConnectionUsage):
             updates.append(
                 capacity_condition(
                     usage,
                     estimate,
-                    replicas=target.replicas,
+                    replicas=target_replicas.replicas,
                     per_replica=spec.database_connections.per_replica,
                     max_share=spec.database_connections.max_share,
                 )
@@ -462,18 +740,29 @@ async def reconcile_api_deployment(
             name,
             namespace,
             functools.partial(status_patch, fields, updates, generation),
-            known=obj,
+            known=known,
         )
 
 
 async def _measured_reconcile(
-    memo: kopf.Memo, namespace: str, name: str, *, measure_connections: bool, logger: Any
+    memo: kopf.Memo,
+    namespace: str,
+    name: str,
+    *,
+    measure_connections: bool,
+    logger: Any,
+    probe: ProbeResult | None = None,
 ) -> None:
     started = time.monotonic()
     outcome = "error"
     try:
         await reconcile_api_deployment(
-            memo, namespace, name, measure_connections=measure_connections, logger=logger
+            memo,
+            namespace,
+            name,
+            measure_connections=measure_connections,
+            logger=logger,
+            probe=probe,
         )
         outcome = "ok"
     finally:
@@ -542,4 +831,25 @@ async def owned_object_changed(
     except Exception as error:  # the timer and the next event try again
         logger.warning(
             "reconcile after an owned-object event failed: %s: %s", type(error).__name__, error
+        )
+
+
+@kopf.on.event("batch/v1", "jobs", labels={APIDEPLOYMENT_LABEL: kopf.PRESENT})
+@kopf.on.event(API_GROUP, API_VERSION, "backups", labels={APIDEPLOYMENT_LABEL: kopf.PRESENT})
+async def rollout_object_changed(
+    *, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: Any, **_: Any
+) -> None:
+    """A rollout's migration Job or pre-rollout Backup changed: its gate moves on at once."""
+    if body.status.get("phase") == "Running" or not body.status:
+        return  # nothing a gate waits for has happened yet
+    owner = body.metadata.labels.get(APIDEPLOYMENT_LABEL)
+    if not owner:
+        return
+    try:
+        await _measured_reconcile(
+            memo, namespace or "default", owner, measure_connections=False, logger=logger
+        )
+    except Exception as error:  # the probe loop and the timer try again
+        logger.warning(
+            "reconcile after a rollout object's event failed: %s: %s", type(error).__name__, error
         )

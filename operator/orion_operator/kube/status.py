@@ -8,7 +8,7 @@ and carries that object's resourceVersion: if someone wrote in between, the API 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lightkube import AsyncClient
@@ -63,3 +63,34 @@ async def update_status(
                 raise
             current = None
     return False
+
+
+def merge_diff(current: Any, desired: Any) -> Any:
+    """A JSON merge patch value that turns `current` into `desired`.
+
+    Merge patches merge objects key by key, so a key `desired` lacks must be sent as null; lists
+    and scalars are replaced whole.
+    """
+    if not isinstance(current, Mapping) or not isinstance(desired, Mapping):
+        return desired
+    patch: dict[str, Any] = {key: None for key in current if key not in desired}
+    for key, value in desired.items():
+        if current.get(key) != value:
+            patch[key] = merge_diff(current.get(key), value)
+    return patch
+
+
+def with_merge_diffs(
+    patch: dict[str, Any], status: Mapping[str, Any], keys: Iterable[str]
+) -> dict[str, Any]:
+    """`patch` with the values of `keys` turned into merge diffs against `status` (or dropped
+    when unchanged), for nested objects that must be replaced, not merged."""
+    result = dict(patch)
+    for key in keys:
+        if key not in result:
+            continue
+        if status.get(key) == result[key]:
+            del result[key]
+        else:
+            result[key] = merge_diff(status.get(key), result[key])
+    return result

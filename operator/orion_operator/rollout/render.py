@@ -7,6 +7,8 @@ one function of (spec, image), so a rollback can render, or keep, an older templ
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +24,8 @@ CONTAINER_NAME = "api"
 HTTP_PORT_NAME = "http"
 HEALTH_PORT_NAME = "health"
 READINESS_PERIOD_SECONDS = 10
+# On the Deployment: which rollout's template it was given, so a gate can tell its own pods.
+ROLLOUT_KEY_ANNOTATION = "orion.io/rollout-key"
 
 Manifest = dict[str, Any]
 
@@ -110,24 +114,44 @@ def render_pod_template(name: str, spec: ApiDeploymentSpec, image: str) -> Manif
     return {"metadata": metadata, "spec": {"containers": [container]}}
 
 
+def rollout_key(spec: ApiDeploymentSpec, template: Manifest) -> str:
+    """What a rollout is of: the pod template and the pre-deploy checklist.
+
+    Replicas are not in it, so scaling never starts a rollout; the preDeploy settings are, so
+    fixing a failed backup's storage tries the same template again.
+    """
+    material = {"template": template, "preDeploy": spec.pre_deploy.model_dump(mode="json")}
+    encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
 def render_deployment(
-    name: str, namespace: str, *, owner: Owner, replicas: int, template: Manifest
+    name: str,
+    namespace: str,
+    *,
+    owner: Owner,
+    replicas: int,
+    template: Manifest,
+    key: str | None = None,
+    progress_deadline_seconds: int | None = None,
 ) -> Manifest:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": object_labels(name),
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector_labels(name)},
-            "template": template,
-        },
+    """`key` is the rollout the template belongs to; the Deployment carries it as annotation."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": object_labels(name),
+        "ownerReferences": [owner.reference()],
     }
+    if key is not None:
+        metadata["annotations"] = {ROLLOUT_KEY_ANNOTATION: key}
+    spec: dict[str, Any] = {
+        "replicas": replicas,
+        "selector": {"matchLabels": selector_labels(name)},
+        "template": template,
+    }
+    if progress_deadline_seconds is not None:
+        spec["progressDeadlineSeconds"] = progress_deadline_seconds
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
 
 
 def render_service(name: str, namespace: str, spec: ApiDeploymentSpec, *, owner: Owner) -> Manifest:

@@ -1,8 +1,9 @@
-"""The ApiDeployment's conditions and phase, derived from its Deployment and its health.
+"""The ApiDeployment's conditions and phase, derived from its Deployment, health and rollout.
 
-Two writers share `status.conditions`: the reconcile (Deployment, scaling, connections) and the
-health daemon (`Healthy`). Each sets its own condition types; `Ready` and `phase` are derived
-from all of them by `with_derived_fields`, which either writer calls on the merged status.
+Two writers share `status.conditions`: the reconcile (Deployment, scaling, connections, the
+rollout's gates) and the health daemon (`Healthy`). Each sets its own condition types; `Ready`
+and `phase` are derived from all of them and `status.rollout` by `with_derived_fields`, which
+either writer calls on the merged status.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orion_operator.api.apideployment import ApiPhase
+from orion_operator.api.apideployment import ApiPhase, Gate, RolloutResult, RolloutStatus
 from orion_operator.api.common import ConditionStatus
 from orion_operator.conditions import READY, set_condition
 from orion_operator.health.contract import HealthReport, HealthState
@@ -22,6 +23,19 @@ PROGRESSING = "Progressing"
 HEALTHY = "Healthy"
 REPLICAS_CLAMPED = "ReplicasClamped"
 CONNECTION_CAPACITY = "ConnectionCapacity"
+# The rollout's gates (the Deployment's own rollout is `Progressing`) and its outcome.
+CONFIGURATION_PRESENT = "ConfigurationPresent"
+BACKUP_RECENT = "BackupRecent"
+MIGRATIONS_APPLIED = "MigrationsApplied"
+VERIFIED = "Verified"
+ROLLED_BACK = "RolledBack"
+GATE_CONDITIONS = {
+    Gate.CONFIGURATION: CONFIGURATION_PRESENT,
+    Gate.BACKUP: BACKUP_RECENT,
+    Gate.MIGRATIONS: MIGRATIONS_APPLIED,
+    Gate.VERIFY: VERIFIED,
+}
+GATE_ORDER = list(Gate)
 
 HEALTH_PHASES = {
     "ok": ApiPhase.HEALTHY,
@@ -157,8 +171,37 @@ def _find(conditions: Iterable[Mapping[str, Any]], type: str) -> Mapping[str, An
     return next((c for c in conditions if c.get("type") == type), None)
 
 
-def derive_ready(conditions: list[dict[str, Any]]) -> ConditionUpdate:
-    """Ready when the Deployment is available and the health classification is ok."""
+def _rollout(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    return status.get("rollout") or {}
+
+
+def derive_ready(
+    conditions: list[dict[str, Any]], rollout: Mapping[str, Any] | None = None
+) -> ConditionUpdate:
+    """Ready when the spec's template is rolled out, available and the health says ok.
+
+    A rollout under way, failed or rolled back automatically is not Ready: the spec asks for
+    something that does not run (a manual rollback is what the spec asks for).
+    """
+    rollout = rollout or {}
+    result = rollout.get("result")
+    if result in (RolloutResult.RUNNING.value, RolloutResult.BLOCKED.value):
+        return ConditionUpdate(
+            READY,
+            ConditionStatus.FALSE,
+            "RolloutInProgress" if result == RolloutResult.RUNNING.value else "RolloutBlocked",
+            f"rollout of {rollout.get('image')}, gate {rollout.get('gate')}: "
+            f"{rollout.get('message', '')}",
+        )
+    if result == RolloutResult.FAILED.value or (
+        result == RolloutResult.ROLLED_BACK.value and not rollout.get("manual")
+    ):
+        return ConditionUpdate(
+            READY,
+            ConditionStatus.FALSE,
+            str(rollout.get("reason") or result),
+            str(rollout.get("message") or ""),
+        )
     available = _find(conditions, AVAILABLE)
     healthy = _find(conditions, HEALTHY)
     if available is None or available.get("status") == ConditionStatus.UNKNOWN.value:
@@ -191,8 +234,24 @@ def derive_ready(conditions: list[dict[str, Any]]) -> ConditionUpdate:
     )
 
 
-def derive_phase(conditions: list[dict[str, Any]], health_state: str | None) -> ApiPhase:
-    """The Deployment's state first (pending, rolling out, unavailable), then the health."""
+ROLLOUT_PHASES = {
+    RolloutResult.RUNNING.value: ApiPhase.PROGRESSING,
+    RolloutResult.BLOCKED.value: ApiPhase.BLOCKED,
+    RolloutResult.FAILED.value: ApiPhase.FAILED,
+    RolloutResult.ROLLED_BACK.value: ApiPhase.ROLLED_BACK,
+}
+
+
+def derive_phase(
+    conditions: list[dict[str, Any]],
+    health_state: str | None,
+    rollout: Mapping[str, Any] | None = None,
+) -> ApiPhase:
+    """The rollout first, then the Deployment's state (pending, rolling out, unavailable),
+    then the health."""
+    phase = ROLLOUT_PHASES.get(str((rollout or {}).get("result")))
+    if phase is not None:
+        return phase
     available = _find(conditions, AVAILABLE)
     progressing = _find(conditions, PROGRESSING)
     if available is None or available.get("status") == ConditionStatus.UNKNOWN.value:
@@ -211,9 +270,10 @@ def with_derived_fields(
 
     `status` is the merged status the patch will produce (current plus this writer's changes).
     """
-    updated = apply_updates(conditions, [derive_ready(conditions)], generation)
+    rollout = _rollout(status)
+    updated = apply_updates(conditions, [derive_ready(conditions, rollout)], generation)
     health_state = (status.get("health") or {}).get("state")
-    return {"conditions": updated, "phase": derive_phase(updated, health_state).value}
+    return {"conditions": updated, "phase": derive_phase(updated, health_state, rollout).value}
 
 
 def status_patch(
@@ -282,3 +342,84 @@ def capacity_condition(
             f"{replicas} replicas at {per_replica} connections each may open {pools}; {in_use}",
         )
     return ConditionUpdate(CONNECTION_CAPACITY, ConditionStatus.TRUE, "WithinMaxShare", in_use)
+
+
+def _passed(gate: Gate, rollout: RolloutStatus) -> ConditionUpdate:
+    kind = GATE_CONDITIONS[gate]
+    true = ConditionStatus.TRUE
+    if gate is Gate.CONFIGURATION:
+        return ConditionUpdate(
+            kind, true, "ConfigurationFound", "every Secret and ConfigMap is there"
+        )
+    if gate is Gate.BACKUP:
+        if rollout.backup is None:
+            return ConditionUpdate(
+                kind, true, "NotRequired", "spec.preDeploy.requireBackupWithin is unset"
+            )
+        if rollout.backup_created:
+            return ConditionUpdate(
+                kind, true, "BackupCompleted", f"Backup {rollout.backup} completed"
+            )
+        return ConditionUpdate(
+            kind, true, "RecentBackupFound", f"Backup {rollout.backup} is recent"
+        )
+    if gate is Gate.MIGRATIONS:
+        if rollout.migration_job is None:
+            return ConditionUpdate(
+                kind, true, "NotConfigured", "spec.preDeploy.migrations is unset"
+            )
+        return ConditionUpdate(
+            kind, true, "MigrationsSucceeded", f"Job {rollout.migration_job} succeeded"
+        )
+    if rollout.verify is None:
+        return ConditionUpdate(
+            kind, true, "NotRequired", "not verified: the first revision, or a manual rollback"
+        )
+    return ConditionUpdate(kind, true, "VerificationPassed", rollout.message)
+
+
+def rollout_conditions(rollout: RolloutStatus | None) -> list[ConditionUpdate]:
+    """One condition per gate (passed, current or not reached) and `RolledBack`."""
+    if rollout is None:
+        return []
+    updates = []
+    current = GATE_ORDER.index(rollout.gate)
+    done = rollout.result is RolloutResult.SUCCEEDED or (
+        rollout.result is RolloutResult.ROLLED_BACK and rollout.manual
+    )
+    for gate, kind in GATE_CONDITIONS.items():
+        position = GATE_ORDER.index(gate)
+        if done or position < current:
+            updates.append(_passed(gate, rollout))
+        elif position > current:
+            reason = "Waiting" if rollout.result.value in ("Running", "Blocked") else "NotReached"
+            message = f"after the {rollout.gate.value} gate"
+            updates.append(ConditionUpdate(kind, ConditionStatus.UNKNOWN, reason, message))
+        elif rollout.result in (RolloutResult.RUNNING,):
+            paused = rollout.verify is not None and rollout.verify.paused
+            status = ConditionStatus.FALSE if paused else ConditionStatus.UNKNOWN
+            reason = "VerificationPaused" if paused else "InProgress"
+            updates.append(ConditionUpdate(kind, status, reason, rollout.message))
+        else:
+            updates.append(
+                ConditionUpdate(kind, ConditionStatus.FALSE, rollout.reason, rollout.message)
+            )
+    if rollout.result is RolloutResult.ROLLED_BACK:
+        reason = "ManualRollback" if rollout.manual else rollout.reason or "RolledBack"
+        updates.append(ConditionUpdate(ROLLED_BACK, ConditionStatus.TRUE, reason, rollout.message))
+    elif rollout.held:
+        updates.append(
+            ConditionUpdate(
+                ROLLED_BACK, ConditionStatus.FALSE, "RollbackWouldNotHelp", rollout.held
+            )
+        )
+    else:
+        updates.append(
+            ConditionUpdate(
+                ROLLED_BACK,
+                ConditionStatus.FALSE,
+                "NotRolledBack",
+                f"revision {rollout.revision} ({rollout.image}): {rollout.result.value}",
+            )
+        )
+    return updates
