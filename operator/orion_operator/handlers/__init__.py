@@ -19,3 +19,7 @@ __all__ = [
     "tenant",
     "tenant_deletion",
 ]
+
+from orion_operator.handlers import maintenance
+
+__all__ += ["maintenance"]

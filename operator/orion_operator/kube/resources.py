@@ -30,3 +30,6 @@ RestoreResource = create_namespaced_resource(API_GROUP, API_VERSION, "Restore", 
 BackupScheduleResource = create_namespaced_resource(
     API_GROUP, API_VERSION, "BackupSchedule", "backupschedules"
 )
+DatabaseMaintenanceResource = create_namespaced_resource(
+    API_GROUP, API_VERSION, "DatabaseMaintenance", "databasemaintenances"
+)

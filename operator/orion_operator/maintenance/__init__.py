@@ -1,0 +1,1 @@
+"""Database maintenance: ANALYZE, VACUUM, batched retention deletes and a size report."""
