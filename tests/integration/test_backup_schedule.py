@@ -36,9 +36,23 @@ def owned_backups(namespace: str, schedule_name: str) -> list[dict[str, Any]]:
     return get_json("backups", "-n", namespace, "-l", f"{SCHEDULE_LABEL}={schedule_name}")["items"]
 
 
+def phase(backup_name: str, namespace: str) -> str | None:
+    return get_json("backup", backup_name, "-n", namespace).get("status", {}).get("phase")
+
+
 def events(namespace: str, reason: str) -> list[dict[str, Any]]:
     items = get_json("events", "-n", namespace)["items"]
     return [event for event in items if event.get("reason") == reason]
+
+
+def owner_reference(schedule_name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "orion.io/v1alpha1",
+        "kind": "BackupSchedule",
+        "name": schedule_name,
+        "uid": uid,
+        "controller": True,
+    }
 
 
 def test_a_schedule_runs_on_time_skips_while_a_run_is_going_and_cleans_up_after_itself(
@@ -51,13 +65,26 @@ def test_a_schedule_runs_on_time_skips_while_a_run_is_going_and_cleans_up_after_
         schedule("every", schedule="* * * * *", template={"storage": volume}), namespace
     )
     assert applied.returncode == 0, applied.stderr
-    # A run that cannot finish: its Job's pod waits for a claim that does not exist.
+    uid = get_json("backupschedule", "every", "-n", namespace)["metadata"]["uid"]
+
+    # A second schedule whose earlier run cannot finish: its Job's pod waits for a claim that
+    # does not exist. Suspended until that run is in place, so its next fire time meets it.
     stuck_template = {
         "executor": "job",
         "storage": {"volume": {"path": "/backups", "claimName": "no-such-claim"}},
     }
-    apply(schedule("stuck", schedule="* * * * *", template=stuck_template), namespace)
-    uid = get_json("backupschedule", "every", "-n", namespace)["metadata"]["uid"]
+    apply(schedule("stuck", schedule="* * * * *", suspend=True, template=stuck_template), namespace)
+    stuck_uid = get_json("backupschedule", "stuck", "-n", namespace)["metadata"]["uid"]
+    going = backup("stuck-202601010000", **stuck_template)
+    going["metadata"]["labels"] = {SCHEDULE_LABEL: "stuck"}
+    going["metadata"]["ownerReferences"] = [owner_reference("stuck", stuck_uid)]
+    assert apply(going, namespace).returncode == 0
+    wait_for(
+        lambda: phase("stuck-202601010000", namespace) == "Running",
+        what="the stuck run to be Running",
+    )
+    resume = {"spec": {"suspend": False}}
+    kubectl("patch", "bks", "stuck", "-n", namespace, "--type=merge", "-p", json.dumps(resume))
 
     first = wait_for(
         lambda: owned_backups(namespace, "every"), timeout=90, what="the first scheduled Backup"
@@ -66,6 +93,7 @@ def test_a_schedule_runs_on_time_skips_while_a_run_is_going_and_cleans_up_after_
     stamp = name.removeprefix("every-")
     fire = datetime.datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=datetime.UTC)
     assert first["metadata"]["ownerReferences"][0]["uid"] == uid
+    assert first["metadata"]["ownerReferences"][0]["controller"] is True
     done = finished(name, namespace)
     assert done["status"]["phase"] == "Completed", done["status"].get("message")
     # Made by a schedule: deletionPolicy defaults to Delete, so the finalizer is there.
@@ -85,15 +113,19 @@ def test_a_schedule_runs_on_time_skips_while_a_run_is_going_and_cleans_up_after_
     next_time = datetime.datetime.fromisoformat(status["nextScheduleTime"].replace("Z", "+00:00"))
     assert next_time > fire and next_time.second == 0
 
-    # Forbid: the stuck schedule's next fire time is skipped with an Event, no second Backup.
-    stuck = wait_for(
-        lambda: events(namespace, "BackupSkipped"), timeout=150, what="a BackupSkipped Event"
+    # Forbid: the stuck schedule's fire time is skipped with an Event naming the run still going,
+    # and no second Backup is made.
+    skipped = wait_for(
+        lambda: events(namespace, "BackupSkipped"), timeout=90, what="a BackupSkipped Event"
     )
-    assert "still running" in stuck[0]["message"]
-    assert len(owned_backups(namespace, "stuck")) == 1
-    assert get_json("backupschedule", "stuck", "-n", namespace)["status"]["active"] == [
-        owned_backups(namespace, "stuck")[0]["metadata"]["name"]
+    assert skipped[0]["involvedObject"]["name"] == "stuck"
+    assert "stuck-202601010000 is still running" in skipped[0]["message"]
+    assert [b["metadata"]["name"] for b in owned_backups(namespace, "stuck")] == [
+        "stuck-202601010000"
     ]
+    stuck_status = get_json("backupschedule", "stuck", "-n", namespace)["status"]
+    assert stuck_status["active"] == ["stuck-202601010000"]
+    assert stuck_status["lastScheduleTime"]  # handled, so a restart does not fire it again
 
     # Deleting the schedule deletes its Backups, and their artifacts with them.
     artifact = Path(done["status"]["location"].removeprefix("file://"))
@@ -124,15 +156,7 @@ def test_retention_deletes_old_backups_and_their_artifacts(
     for day in ("202611250200", "202611260200", "202611270200"):
         made = backup(f"nightly-{day}", storage=volume)
         made["metadata"]["labels"] = {SCHEDULE_LABEL: "nightly"}
-        made["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": "orion.io/v1alpha1",
-                "kind": "BackupSchedule",
-                "name": "nightly",
-                "uid": owner["uid"],
-                "controller": True,
-            }
-        ]
+        made["metadata"]["ownerReferences"] = [owner_reference("nightly", owner["uid"])]
         apply(made, namespace)
         locations.append(
             Path(
@@ -221,10 +245,13 @@ def test_bad_schedules_are_rejected_at_apply_time_naming_the_field(
             "spec.retention.maxAge",
         ),
         (schedule("e", schedule="@daily", template={"format": "tar"}), "spec.template.format"),
-        (schedule("f" * 64, schedule="@daily"), "at most 63 characters"),
+        (schedule("f" * 51, schedule="@daily"), "at most 50 characters"),
         (schedule("g"), "spec.schedule"),
     ]
     for manifest, field in cases:
         rejected = apply(manifest, namespace)
         assert rejected.returncode != 0, manifest
         assert field in rejected.stderr, (field, rejected.stderr)
+    # The longest name allowed: its Backups' names are 63 characters.
+    longest = apply(schedule("f" * 50, schedule="@daily", suspend=True), namespace)
+    assert longest.returncode == 0, longest.stderr

@@ -7,10 +7,10 @@ import re
 
 import pytest
 from croniter import croniter
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orion_operator.api.backupschedule import CRON_PATTERN
+from orion_operator.api.backupschedule import CRON_PATTERN, MAX_BACKUP_NAME, MAX_SCHEDULE_NAME
 from orion_operator.backup.schedule import (
     ScheduleError,
     backup_name,
@@ -99,6 +99,18 @@ def test_anything_the_pattern_accepts_the_library_can_schedule(expression: str):
     assert croniter.is_valid(expression)
 
 
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@given(st.from_regex(CRON_PATTERN, fullmatch=True))
+def test_whatever_the_crd_pattern_lets_through_the_library_accepts(expression: str):
+    # Strings drawn from the pattern itself: names, ranges either way round, steps, lists.
+    assert croniter.is_valid(expression), expression
+    try:
+        parse_schedule(expression, "Europe/Madrid")
+    except ScheduleError as error:
+        # The one thing a pattern cannot know: a date that never comes, such as 30 February.
+        assert error.field == "spec.schedule" and "never fires" in error.message
+
+
 def test_fire_times_follow_the_time_zone_across_daylight_saving():
     schedule = parse_schedule("0 2 * * *", "Europe/Madrid")
     # 02:00 in Madrid is 01:00 UTC in winter and 00:00 UTC in summer.
@@ -150,8 +162,15 @@ def test_backup_names_are_the_fire_time_in_utc():
     assert backup_name("nightly", fire) == "nightly-202603290130"
 
 
-def test_tenant_schedule_names_fit_a_label():
+def test_the_longest_schedule_name_still_gives_backup_names_that_fit_a_label():
+    fire = at("2026-12-31T23:59:00")
+    assert len(backup_name("s" * MAX_SCHEDULE_NAME, fire)) == MAX_BACKUP_NAME == 63
+
+
+def test_tenant_schedule_names_fit_the_schedule_name_rule():
     assert tenant_schedule_name("acme") == "acme-backup"
+    assert tenant_schedule_name("t" * 43) == "t" * 43 + "-backup"
     long_name = "t" * 80
-    assert len(tenant_schedule_name(long_name)) <= 63
+    assert len(tenant_schedule_name(long_name)) <= MAX_SCHEDULE_NAME
+    assert tenant_schedule_name(long_name).endswith("-backup")
     assert tenant_schedule_name(long_name) != tenant_schedule_name(long_name[:-1] + "u")

@@ -15,7 +15,7 @@ from orion_operator.api.common import Conditions, DatabaseRef
 
 # Cron in five fields, each field's values within its range, or a macro. The API server has no
 # cron function in CEL, so the pattern is where apply-time validation happens; the operator
-# still checks with the cron library (a reversed range such as 50-10 passes the pattern).
+# still checks with the cron library (a date that never comes, such as 31 February, passes).
 _STEP = r"(/([1-9][0-9]?))?"
 
 
@@ -46,8 +46,10 @@ CronSchedule = Annotated[str, StringConstraints(pattern=CRON_PATTERN, max_length
 TIME_ZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$"
 RETENTION_AGE_PATTERN = r"^([0-9]+(w|d|h|m))+$"
 RetentionAge = Annotated[str, StringConstraints(pattern=RETENTION_AGE_PATTERN, max_length=32)]
-# A schedule's name is the value of a label on its Backups, and labels stop at 63 characters.
-MAX_SCHEDULE_NAME = 63
+# A Backup's name labels its Job and pods, and label values stop at 63 characters; a schedule's
+# Backups are `<schedule>-<yyyymmddhhmm>`, so the schedule's name leaves room for the suffix.
+MAX_BACKUP_NAME = 63
+MAX_SCHEDULE_NAME = MAX_BACKUP_NAME - len("-yyyymmddhhmm")
 
 
 class ConcurrencyPolicy(StrEnum):
@@ -133,8 +135,9 @@ class BackupSchedule(  # type: ignore[call-arg,metaclass]
             "x-kubernetes-validations": [
                 {
                     "rule": f"size(self.metadata.name) <= {MAX_SCHEDULE_NAME}",
-                    "message": f"a BackupSchedule's name has at most {MAX_SCHEDULE_NAME} "
-                    "characters (it labels its Backups)",
+                    "message": f"metadata.name: a BackupSchedule's name has at most "
+                    f"{MAX_SCHEDULE_NAME} characters, so that its Backups' names "
+                    f"(<schedule>-<yyyymmddhhmm>) fit in {MAX_BACKUP_NAME}",
                 }
             ]
         }

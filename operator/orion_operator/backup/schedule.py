@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from croniter import CroniterBadDateError, croniter
 
+from orion_operator.api.backupschedule import MAX_SCHEDULE_NAME
+
 UTC = datetime.UTC
 
 
@@ -81,8 +83,8 @@ def backup_name(schedule_name: str, fire_time: datetime.datetime) -> str:
     return f"{schedule_name}-{fire_time.astimezone(UTC):%Y%m%d%H%M}"
 
 
-def tenant_schedule_name(tenant_name: str, limit: int = 63) -> str:
-    """`<tenant>-backup`, shortened with a hash when the Tenant's name is long."""
+def tenant_schedule_name(tenant_name: str, limit: int = MAX_SCHEDULE_NAME) -> str:
+    """`<tenant>-backup`, shortened with a hash when it would be too long for a schedule."""
     name = f"{tenant_name}-backup"
     if len(name) <= limit:
         return name

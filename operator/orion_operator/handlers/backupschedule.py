@@ -12,6 +12,7 @@ from typing import Any
 
 import kopf
 from lightkube.core.exceptions import ApiError
+from pydantic import ValidationError
 
 from orion_operator import API_GROUP, API_VERSION
 from orion_operator.api.backup import SCHEDULE_LABEL
@@ -35,6 +36,38 @@ from orion_operator.kube.resources import BackupResource
 BACKUPSCHEDULES = (API_GROUP, API_VERSION, "backupschedules")
 CHECK_INTERVAL_SECONDS = 10.0
 UNFINISHED = (None, "Pending", "Running")
+
+
+def _patch_changed(patch: kopf.Patch, status: Any, desired: dict[str, Any]) -> None:
+    """Only what differs from the status read: the timer runs often and mostly changes nothing."""
+    for key, value in desired.items():
+        if status.get(key) != value:
+            patch.status[key] = value
+
+
+def _report_error(
+    body: kopf.Body, patch: kopf.Patch, reason: str, message: str, generation: Any
+) -> None:
+    """Phase Error and Ready False; the Warning only when the schedule turns bad."""
+    if body.status.get("phase") != SchedulePhase.ERROR.value:
+        kopf.warn(body, reason=reason, message=message)
+    _patch_changed(
+        patch,
+        body.status,
+        {
+            "phase": SchedulePhase.ERROR.value,
+            "observedGeneration": generation,
+            "nextScheduleTime": None,
+            "conditions": set_condition(
+                body.status.get("conditions"),
+                type=READY,
+                status=ConditionStatus.FALSE,
+                reason=reason,
+                message=message,
+                generation=generation,
+            ),
+        },
+    )
 
 
 def _time(text: Any) -> datetime.datetime | None:
@@ -108,28 +141,19 @@ async def schedule_tick(
 ) -> None:
     namespace = namespace or "default"
     generation = body.metadata.get("generation")
-    conditions = body.status.get("conditions")
-    spec = BackupScheduleSpec.model_validate(body.spec)
+    try:
+        spec = BackupScheduleSpec.model_validate(body.spec)
+    except ValidationError as error:
+        # Only a CRD older than the operator lets such a spec in; report it, keep running.
+        problems = "; ".join(
+            f"spec.{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        _report_error(body, patch, "InvalidSpec", f"BackupSchedule {name}: {problems}", generation)
+        return
     try:
         schedule = parse_schedule(spec.schedule, spec.time_zone)
     except ScheduleError as error:
-        if body.status.get("phase") != SchedulePhase.ERROR.value:
-            kopf.warn(body, reason="InvalidSchedule", message=str(error))
-        patch.status.update(
-            {
-                "phase": SchedulePhase.ERROR.value,
-                "observedGeneration": generation,
-                "nextScheduleTime": None,
-                "conditions": set_condition(
-                    conditions,
-                    type=READY,
-                    status=ConditionStatus.FALSE,
-                    reason="InvalidSchedule",
-                    message=str(error),
-                    generation=generation,
-                ),
-            }
-        )
+        _report_error(body, patch, "InvalidSchedule", str(error), generation)
         return
 
     now = utc_now()
@@ -172,15 +196,21 @@ async def schedule_tick(
         last_handled = fire
 
     pruned = await _prune(memo, body, namespace, spec, records, schedule.zone, now, logger)
-    completed = [r for r in records if r.phase == "Completed" and r.name not in pruned]
-    last_success = max((r.time for r in completed), default=None)
+    # The recorded time counts too: deleting Backups by hand does not undo a run that worked.
+    success_times = [r.time for r in records if r.phase == "Completed"]
+    recorded_success = _time(body.status.get("lastSuccessfulTime"))
+    if recorded_success is not None:
+        success_times.append(recorded_success)
+    last_success = max(success_times, default=None)
     phase = SchedulePhase.SUSPENDED if spec.suspend else SchedulePhase.ACTIVE
     message = (
         "suspended: no new Backups"
         if spec.suspend
         else f"next run {format_time(schedule.next_after(now))}"
     )
-    patch.status.update(
+    _patch_changed(
+        patch,
+        body.status,
         {
             "phase": phase.value,
             "observedGeneration": generation,
@@ -191,14 +221,14 @@ async def schedule_tick(
             "lastBackup": last_backup,
             "pruned": int(body.status.get("pruned") or 0) + len(pruned),
             "conditions": set_condition(
-                conditions,
+                body.status.get("conditions"),
                 type=READY,
                 status=ConditionStatus.TRUE,
                 reason=phase.value,
                 message=message,
                 generation=generation,
             ),
-        }
+        },
     )
 
 

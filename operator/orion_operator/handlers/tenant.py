@@ -90,6 +90,11 @@ def _write_ready(
 TENANT_LABEL = f"{API_GROUP}/tenant"
 
 
+def _tenant_labels(tenant_name: str) -> dict[str, str]:
+    # Label values stop at 63 characters; the owner reference still ties a longer name's schedule.
+    return {TENANT_LABEL: tenant_name} if len(tenant_name) <= 63 else {}
+
+
 def _tenant_schedule(body: kopf.Body, spec: TenantSpec, schedule_name: str) -> dict[str, Any]:
     assert spec.backup is not None
     schedule_spec = tenant_schedule_spec(body.metadata.name, spec.backup, spec.database)
@@ -99,7 +104,7 @@ def _tenant_schedule(body: kopf.Body, spec: TenantSpec, schedule_name: str) -> d
         "metadata": {
             "name": schedule_name,
             "namespace": body.metadata.namespace or "default",
-            "labels": {TENANT_LABEL: body.metadata.name},
+            "labels": _tenant_labels(body.metadata.name),
             "ownerReferences": [
                 {
                     "apiVersion": f"{API_GROUP}/{API_VERSION}",
