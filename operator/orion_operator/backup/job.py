@@ -119,6 +119,14 @@ def parse_backup_run_args(options: argparse.Namespace) -> BackupRunArgs:
     )
 
 
+def label_value(name: str) -> str:
+    """`name` as a label value: as it is up to 63 characters, else shortened with a hash."""
+    if len(name) <= _MAX_NAME:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: _MAX_NAME - 9].rstrip('-.')}-{digest}"
+
+
 def job_name(owner_name: str, suffix: str = "run") -> str:
     """`<owner>-<suffix>` (`nightly-run`), shortened with a hash when the owner's name is long.
 
@@ -168,7 +176,7 @@ class RunJob:
 def render_run_job(run: RunJob, template: JobTemplate) -> dict[str, Any]:
     """The Job manifest for one run, owned by the object that asked for it."""
     labels = {
-        run.label: run.owner_name,
+        run.label: label_value(run.owner_name),
         "app.kubernetes.io/name": run.component,
         "app.kubernetes.io/managed-by": "orion-operator",
     }

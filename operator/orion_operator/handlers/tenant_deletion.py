@@ -24,6 +24,7 @@ from orion_operator.api.tenant import (
     TenantPhase,
     TenantSpec,
 )
+from orion_operator.backup.job import label_value
 from orion_operator.handlers.tenant import (
     TENANT_LABEL,
     TENANTS,
@@ -74,7 +75,10 @@ def final_backup_manifest(body: kopf.Body, spec: TenantSpec) -> dict[str, Any]:
         "metadata": {
             "name": final_backup_name(body.metadata.name, body.metadata.uid or ""),
             "namespace": body.metadata.namespace or "default",
-            "labels": {TENANT_LABEL: body.metadata.name, FINAL_BACKUP_LABEL: body.metadata.name},
+            "labels": {
+                TENANT_LABEL: label_value(body.metadata.name),
+                FINAL_BACKUP_LABEL: label_value(body.metadata.name),
+            },
         },
         "spec": backup_spec,
     }
