@@ -14,6 +14,7 @@ from orion_operator.backup.job import (
     add_backup_run_arguments,
     job_name,
     job_outcome,
+    label_value,
     parse_backup_run_args,
     render_backup_job,
 )
@@ -168,3 +169,17 @@ def test_a_failed_job_without_a_pod_message_says_so():
     assert (outcome.state, outcome.reason) == ("failed", "DeadlineExceeded")
     assert "longer than specified deadline" in outcome.message
     assert "no message from the backup pod" in outcome.message
+
+
+def test_long_backup_names_still_make_valid_job_labels():
+    name = "tenant-with-a-very-long-name-" + "x" * 200 + "-final-0a1b2c3d"
+    job = render_backup_job(
+        backup_name=name,
+        backup_uid="uid-2",
+        namespace="shop",
+        run=run_args(VolumeLocation(Path("/var/backups/orion"))),
+        template=TEMPLATE,
+    )
+    value = job["metadata"]["labels"]["orion.io/backup"]
+    assert len(value) <= 63 and value == label_value(name) != label_value(name + "y")
+    assert len(job["metadata"]["name"]) <= 63
