@@ -162,21 +162,29 @@ class OperatorProcess:
         assert self.process.poll() is None, f"operator exited:\n{self.log()[-3000:]}"
 
 
-@pytest.fixture(scope="session")
-def operator(
-    cluster: str, alert_receivers: AlertReceivers, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+def start_operator(
+    kubeconfig: str,
+    receivers: AlertReceivers,
+    log_path: Path,
+    namespace_pattern: str = f"{NAMESPACE_PREFIX}*",
+    standalone: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> OperatorProcess:
+    """`orion-operator run --standalone` watching `namespace_pattern`, once it is watching.
+
+    Two operators must never watch the same namespace: both would handle its objects.
+    """
     metrics_port, liveness_port = free_port(), free_port()
     env = {
         **os.environ,
-        **alert_environment(alert_receivers),
-        "KUBECONFIG": cluster,
+        **alert_environment(receivers),
+        "KUBECONFIG": kubeconfig,
         "ORION_METRICS_PORT": str(metrics_port),
         "ORION_METRICS_HOST": "127.0.0.1",
         # Fast retries so tests see recovery quickly; the backoff still doubles.
         "ORION_RETRY_INITIAL_DELAY_SECONDS": "1",
         "ORION_RETRY_MAX_DELAY_SECONDS": "4",
+        **(extra_env or {}),
     }
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -185,10 +193,10 @@ def operator(
                 "-m",
                 "orion_operator",
                 "run",
-                "--standalone",
+                *(["--standalone"] if standalone else []),
                 "--verbose",
                 "-n",
-                f"{NAMESPACE_PREFIX}*",
+                namespace_pattern,
                 "--liveness",
                 f"http://127.0.0.1:{liveness_port}/healthz",
             ],
@@ -204,14 +212,32 @@ def operator(
         what="the operator to start watching",
     )
     running.assert_running()
+    return running
+
+
+def stop_operator(running: OperatorProcess) -> None:
+    """Ask the operator to stop (SIGINT, as Ctrl-C); kill it if it does not within 20 s."""
+    if running.process.poll() is not None:
+        return
+    running.process.send_signal(signal.SIGINT)
+    try:
+        running.process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        running.process.kill()
+        running.process.wait()
+
+
+@pytest.fixture(scope="session")
+def operator(
+    cluster: str, alert_receivers: AlertReceivers, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    running = start_operator(
+        cluster, alert_receivers, tmp_path_factory.mktemp("operator") / "operator.log"
+    )
     try:
         yield running
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_operator(running)
 
 
 @pytest.fixture

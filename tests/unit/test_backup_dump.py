@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import csv
 import io
 import os
 import subprocess
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from orion_operator.backup import archive
+from orion_operator.backup.archive import ArchiveInvalid, CustomArchiveReader
 from orion_operator.backup.dump import (
     DumpError,
     PlatformDump,
@@ -184,20 +189,103 @@ async def test_plain_dump_replays_with_psql(app_database: AppDatabase, fresh_dat
     )
 
 
-async def test_truncated_or_corrupt_archive_fails_verification(app_database: AppDatabase) -> None:
+async def good_archive(app_database: AppDatabase, notes: int = 3000) -> bytes:
+    """A custom archive with table data, an empty table and large objects (their own blocks)."""
     seed(app_database)
+    app_database.execute(
+        f"""CREATE TABLE "Note" (id int, body text);
+            INSERT INTO "Note"
+              SELECT g, repeat(md5(g::text), 40) FROM generate_series(1, {notes}) g;
+            CREATE TABLE "Empty" (id int);
+            SELECT lo_from_bytea(0, decode(repeat('ab', 40000), 'hex'));
+            SELECT lo_from_bytea(0, ''::bytea)"""
+    )
     sink = MemorySink()
     await dump_platform(app_database.url, sink)
-    good = sink.data
-    middle = len(good) // 2
+    return sink.data
 
-    await verify_custom_archive([good[:middle], good[middle:]])
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "pg_restore"])
+async def test_truncated_or_corrupt_archive_fails_verification(
+    app_database: AppDatabase, in_process: bool
+) -> None:
+    good = await good_archive(app_database)
+    middle = len(good) // 2
+    late = len(good) * 9 // 10  # inside the compressed rows of "Note"
+
+    async def verify(*chunks: bytes) -> None:
+        await verify_custom_archive(chunks, in_process=in_process)
+
+    await verify(good[:middle], good[middle:])
+    await verify(*(good[i : i + 1000] for i in range(0, len(good), 1000)))
     with pytest.raises(DumpError, match="failed verification"):
-        await verify_custom_archive([good[: len(good) - 20]])
+        await verify(good[: len(good) - 20])
     with pytest.raises(DumpError, match="failed verification"):
-        await verify_custom_archive([good[:middle], b"\x00" * 64, good[middle + 64 :]])
+        await verify(good[:middle], b"\x00" * 64, good[middle + 64 :])
     with pytest.raises(DumpError, match="failed verification"):
-        await verify_custom_archive([b"this is not an archive"])
+        await verify(good[:late], bytes([good[late] ^ 0x10]), good[late + 1 :])
+    with pytest.raises(DumpError, match="failed verification"):
+        await verify(b"this is not an archive")
+    with pytest.raises(DumpError, match="failed verification"):
+        await verify(b"")
+    assert children_named("pg_restore") == []
+
+
+async def test_every_truncation_fails_in_process_verification(app_database: AppDatabase) -> None:
+    good = await good_archive(app_database, notes=20)
+    reader = CustomArchiveReader()
+    reader.feed(good)
+    reader.finish()
+    assert reader.header is not None and reader.header.compressed
+    assert reader.inflated_bytes > len(good)
+
+    accepted = []
+    for length in range(len(good)):
+        reader = CustomArchiveReader()
+        with contextlib.suppress(ArchiveInvalid):
+            reader.feed(good[:length])
+            reader.finish()
+            accepted.append(length)
+    assert accepted == []
+
+
+async def test_in_process_verification_reads_the_same_with_pythons_own_zlib(
+    app_database: AppDatabase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = await good_archive(app_database)
+    late = len(good) * 9 // 10
+    corrupt = good[:late] + bytes([good[late] ^ 0x10]) + good[late + 1 :]
+    accelerated = CustomArchiveReader()
+    accelerated.feed(good)
+    accelerated.finish()
+
+    monkeypatch.setattr(archive, "_ZLIB", zlib)
+    plain = CustomArchiveReader()
+    plain.feed(good)
+    plain.finish()
+    assert plain.inflated_bytes == accelerated.inflated_bytes
+    with pytest.raises(DumpError, match="failed verification"):
+        await verify_custom_archive([corrupt])
+
+
+async def test_bytes_after_the_archive_fail_in_process_verification(
+    app_database: AppDatabase,
+) -> None:
+    good = await good_archive(app_database)
+
+    for tail in (b"\x00", b"\x01", b"\x01\x00\x05\x00\x00\x00", good[-100:]):
+        with pytest.raises(DumpError, match="failed verification"):
+            await verify_custom_archive([good, tail])
+
+
+async def test_an_archive_version_it_does_not_read_is_left_to_pg_restore(
+    app_database: AppDatabase,
+) -> None:
+    good = await good_archive(app_database)
+    newer = good[:5] + bytes([1, 99, 0]) + good[8:]  # "archive version 1.99"
+
+    with pytest.raises(DumpError, match=r"pg_restore exited 1.*unsupported version \(1\.99\)"):
+        await verify_custom_archive([newer[:3], newer[3:20], newer[20:]])
     assert children_named("pg_restore") == []
 
 
@@ -243,6 +331,32 @@ async def test_failing_sink_kills_pg_dump_and_reraises(app_database: AppDatabase
 
     with pytest.raises(ConnectionError, match="storage went away"):
         await dump_platform(app_database.url, BrokenSink(), chunk_size=1024)
+
+    assert children_named("pg_dump", "pg_restore") == []
+
+
+class SlowThenBrokenSink(MemorySink):
+    """Slow over its first chunk, so pg_dump's output backs up in the pipe, then fails."""
+
+    async def write(self, chunk: bytes) -> None:
+        if self.writes >= 1:
+            raise ConnectionError("storage went away")
+        await asyncio.sleep(0.5)
+        await super().write(chunk)
+
+
+async def test_failing_sink_ends_the_dump_even_with_pg_dumps_output_backed_up(
+    app_database: AppDatabase,
+) -> None:
+    app_database.execute(
+        'CREATE TABLE "Bulk" AS SELECT g AS id, md5(g::text) AS body'
+        " FROM generate_series(1, 200000) g"
+    )
+
+    with pytest.raises(ConnectionError, match="storage went away"):
+        await asyncio.wait_for(
+            dump_platform(app_database.url, SlowThenBrokenSink(), chunk_size=1 << 16), 30
+        )
 
     assert children_named("pg_dump", "pg_restore") == []
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -75,6 +76,16 @@ def bucket_location(s3: Any, s3_endpoint: str) -> S3Location:
 
 def uploads(s3: Any, bucket: str) -> list[dict[str, Any]]:
     return list(s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []))
+
+
+async def upload_started(s3: Any, bucket: str, timeout_seconds: float = 10) -> list[dict[str, Any]]:
+    """The bucket's open uploads, once there is one: parts upload in the background."""
+    deadline = time.monotonic() + timeout_seconds
+    found = uploads(s3, bucket)
+    while not found and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        found = uploads(s3, bucket)
+    return found
 
 
 def object_keys(s3: Any, bucket: str) -> list[str]:
@@ -286,7 +297,7 @@ async def test_s3_abort_leaves_no_multipart_upload_and_no_object(
     writer = open_writer(bucket_location, KEY, part_size_bytes=PART)
     for chunk in chunks(payload(6 * MiB)):
         await writer.write(chunk)
-    assert len(uploads(s3, bucket_location.bucket)) == 1
+    assert len(await upload_started(s3, bucket_location.bucket)) == 1
 
     await writer.abort()
     await writer.abort()
@@ -306,7 +317,9 @@ async def test_s3_exception_inside_the_writer_block_aborts(bucket_location: S3Lo
     assert object_keys(s3, bucket_location.bucket) == []
 
 
-async def test_s3_writer_never_buffers_more_than_one_part(bucket_location: S3Location, s3: Any):
+async def test_s3_writer_holds_one_part_and_one_uploading_at_most(
+    bucket_location: S3Location, s3: Any
+):
     part_size = 8 * MiB
     total = 40 * MiB
     chunk = payload(MiB + 7)  # not a divisor of the part size: parts fill across chunk edges
@@ -319,6 +332,7 @@ async def test_s3_writer_never_buffers_more_than_one_part(bucket_location: S3Loc
             expected.update(piece)
             written += len(piece)
             assert writer.buffered_bytes <= part_size
+            assert writer.uploading_bytes <= part_size  # type: ignore[attr-defined]
         assert writer.max_buffered_bytes == part_size
         artifact = await writer.commit({})
 
@@ -354,7 +368,7 @@ async def test_s3_discard_incomplete_aborts_an_interrupted_upload(
 ):
     interrupted = open_writer(bucket_location, KEY, part_size_bytes=PART)
     await interrupted.write(payload(PART))
-    assert len(uploads(s3, bucket_location.bucket)) == 1
+    assert len(await upload_started(s3, bucket_location.bucket)) == 1
 
     await discard_incomplete(bucket_location, KEY)  # what a restarted operator does
 

@@ -443,7 +443,8 @@ class VolumeArtifactWriter(ArtifactWriter):
 
 
 class S3ArtifactWriter(ArtifactWriter):
-    """Buffers at most one part, uploads it, and starts the multipart upload on the first part.
+    """Buffers one part while the previous one uploads, and starts the multipart upload on the
+    first part: the dump keeps streaming during an upload, and memory stays at two parts.
 
     An artifact smaller than one part is stored with a single PUT at commit.
     """
@@ -458,7 +459,9 @@ class S3ArtifactWriter(ArtifactWriter):
         self.s3 = location
         self.object_key = location.object_key(key)
         self.upload_id: str | None = None
+        self.uploading_bytes = 0  # the part being uploaded in the background, if any
         self._parts: list[dict[str, Any]] = []
+        self._uploading: asyncio.Task[None] | None = None
 
     @property
     def uri(self) -> str:
@@ -492,9 +495,21 @@ class S3ArtifactWriter(ArtifactWriter):
         self._parts.append({"PartNumber": number, "ETag": uploaded["ETag"]})
 
     async def _flush(self, data: bytearray) -> None:
-        await self._upload_part(data)
+        await self._settle()  # one upload at a time: parts complete in order, memory stays bounded
+        self.uploading_bytes = len(data)
+        self._uploading = asyncio.create_task(self._upload_part(data))
+
+    async def _settle(self) -> None:
+        """Wait for the part being uploaded; its failure is raised here."""
+        task, self._uploading = self._uploading, None
+        if task is not None:
+            try:
+                await task
+            finally:
+                self.uploading_bytes = 0
 
     async def _publish(self, rest: bytearray, manifest_bytes: bytes) -> str:
+        await self._settle()
         if self.upload_id is None:
             await self._call(
                 f'store "{self.object_key}"', "put_object", Key=self.object_key, Body=bytes(rest)
@@ -528,6 +543,9 @@ class S3ArtifactWriter(ArtifactWriter):
         return self.s3.uri(manifest_key(self.key))
 
     async def _discard(self) -> None:
+        # A part still uploading could land after the abort and keep its storage: let it finish.
+        with contextlib.suppress(Exception):
+            await self._settle()
         if self.upload_id is None:
             return
         try:
