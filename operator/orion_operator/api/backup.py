@@ -157,6 +157,11 @@ class BackupStatus(schema.BaseModel):
         None, description="Key of the artifact inside the storage, fixed when the run starts."
     )
     location: schema.Optional[str] = Field(None, description="file:// or s3:// URI.")
+    cleanup_pending: schema.Optional[int] = Field(
+        None,
+        description="A failed run's partial artifact is still to be removed: failed attempts so "
+        "far (retried with backoff).",
+    )
     manifest: schema.Optional[str] = Field(None, description="URI of the JSON manifest.")
     pg_dump_version: schema.Optional[str] = None
     server_version: schema.Optional[str] = None

@@ -53,6 +53,8 @@ from orion_operator.kube.storage import resolve_storage
 BACKUPS = (API_GROUP, API_VERSION, "backups")
 FINISHED = (BackupPhase.COMPLETED.value, BackupPhase.FAILED.value)
 RUN_ERRORS = (BackupError, DumpError, StorageError, SecretUnavailable)
+# Removing a failed run's partial artifact is retried this often before a Warning.
+CLEANUP_RETRIES = 8
 # Deleting an artifact is retried this often before the Backup is let go with a Warning.
 ARTIFACT_DELETE_RETRIES = 5
 
@@ -245,13 +247,44 @@ async def backup_requested(
 ) -> None:
     """Run once: a finished Backup is never run again; an interrupted inline run starts over."""
     namespace = namespace or "default"
-    if body.status.get("phase") in FINISHED:
-        return
     spec = BackupSpec.model_validate(body.spec)
+    if body.status.get("phase") in FINISHED:
+        if body.status.get("cleanupPending"):
+            location = await _location(memo, namespace, name, spec)
+            await _clean_up(body, location, body.status["artifactKey"], patch, memo)
+        return
     if body.status.get("job") or _effective_executor(spec, memo) is BackupExecutor.JOB:
         await _run_as_job(body, name, namespace, patch, memo, spec, logger)
     else:
         await _run_inline(body, name, namespace, patch, memo, spec, logger)
+
+
+async def _clean_up(
+    body: kopf.Body, location: Location, key: str, patch: kopf.Patch, memo: kopf.Memo
+) -> None:
+    """After a failed run: no half-written file and no open multipart upload may stay behind.
+
+    The writer aborts on failure, but an abort can fail too (S3 unreachable): then the cleanup
+    is retried with backoff, without running or alerting again, and given up with a Warning
+    after CLEANUP_RETRIES (a bucket lifecycle rule for incomplete uploads is the backstop).
+    `status.cleanupPending` counts the failed attempts.
+    """
+    failures = int(body.status.get("cleanupPending") or 0)
+    try:
+        await discard_incomplete(location, key)
+    except StorageError as error:
+        if failures < CLEANUP_RETRIES:
+            patch.status["cleanupPending"] = failures + 1
+            raise kopf.TemporaryError(
+                f"cannot remove the failed run's partial artifact yet: {error}",
+                delay=memo.settings.retry_delay(failures),
+            ) from error
+        kopf.warn(
+            body,
+            reason="PartialArtifactLeft",
+            message=f"{error}; the failed run's partial artifact at {key!r} was not removed",
+        )
+    patch.status["cleanupPending"] = None
 
 
 async def _run_inline(
@@ -270,6 +303,8 @@ async def _run_inline(
     outcome = _Outcome(body, patch, memo, spec)
     outcome.started = _parse_time(running["startedAt"])
     outcome.conditions = running["conditions"]
+    location: Location | None = None
+    key: str | None = None
     try:
         location = await _location(memo, namespace, name, spec)
         tenant_id = await _tenant_id(memo, namespace, spec)
@@ -301,6 +336,8 @@ async def _run_inline(
         )
     except RUN_ERRORS as error:
         outcome.failed(_reason(error), getattr(error, "message", str(error)))
+        if location is not None and key is not None:
+            await _clean_up(body, location, key, patch, memo)
         return
     outcome.completed(result.manifest)
 
@@ -412,6 +449,7 @@ async def _run_as_job(
             f"backup Job {job_ref} is running", delay=memo.settings.job_poll_seconds
         )
 
+    location: Location | None = None
     try:
         location = await _location(memo, namespace, name, spec)
         manifest = await read_manifest(location, key) if key else None
@@ -426,11 +464,12 @@ async def _run_as_job(
                 f"{key!r} in the storage; is the volume mounted at the same path in the "
                 "operator and the Job?"
             )
-        logger.info("the Job did not commit an artifact; removing anything it left half-written")
-        await discard_incomplete(location, key)
     except RUN_ERRORS as error:
         message = f"{message}; the storage could not be checked: {error}"
     outcome.failed(reason or "JobFailed", message)
+    if location is not None and key:
+        logger.info("the Job did not commit an artifact; removing anything it left half-written")
+        await _clean_up(body, location, key, patch, memo)
 
 
 @kopf.on.delete(*BACKUPS, when=deletes_artifact)
