@@ -134,3 +134,14 @@ def test_retention_never_deletes_the_newest_good_backup_or_a_running_one(
         newest = sorted(completed, key=lambda r: r.time, reverse=True)[:keep_last]
         young = [r for r in newest if not max_age_days or NOW - r.time <= policy.max_age]
         assert not pruned & {r.name for r in young}
+
+
+def test_backups_completed_in_the_same_second_keep_the_later_name():
+    same = NOW - datetime.timedelta(hours=1)
+    records = [
+        BackupRecord("nightly-202611260200", "Completed", same),
+        BackupRecord("nightly-202611270200", "Completed", same),
+        BackupRecord("nightly-202611250200", "Completed", same),
+    ]
+    pruned = backups_to_prune(records, RetentionPolicy(keep_last=1), NOW, UTC)
+    assert pruned == ["nightly-202611250200", "nightly-202611260200"]

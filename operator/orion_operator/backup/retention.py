@@ -72,7 +72,9 @@ def backups_to_prune(
     """Names to delete, oldest first."""
     if policy.keeps_everything:
         return []
-    ordered = sorted(records, key=lambda r: r.time, reverse=True)
+    # Completion times have one-second precision: on a tie the later name (a later fire time, for
+    # a schedule's Backups) counts as newer, so the choice never depends on listing order.
+    ordered = sorted(records, key=lambda r: (r.time, r.name), reverse=True)
     completed = [r for r in ordered if r.phase == "Completed"]
     if not completed:
         return []
@@ -104,4 +106,4 @@ def backups_to_prune(
     prune = [r.name for r in completed if r.name not in keep]
     prune += [r.name for r in ordered if r.phase == "Failed" and r.time < newest.time]
     by_time = {r.name: r.time for r in ordered}
-    return sorted(prune, key=lambda name: by_time[name])
+    return sorted(prune, key=lambda name: (by_time[name], name))

@@ -47,17 +47,17 @@ def _samples_ready(namespace: str) -> bool:
         "--timeout=5s",
         check=False,
     )
-    health = kubectl(
-        "get",
-        "apideployment",
-        SAMPLE_API,
+    # Ready: the first rollout has passed its verification and the health probe says ok.
+    api = kubectl(
+        "wait",
+        "--for=condition=Ready",
+        f"apideployment/{SAMPLE_API}",
         "-n",
         namespace,
-        "-o",
-        "jsonpath={.status.health.state}",
+        "--timeout=5s",
         check=False,
     )
-    return tenants.returncode == 0 and health.stdout.strip() == "ok"
+    return tenants.returncode == 0 and api.returncode == 0
 
 
 def _wait_for_samples(namespace: str, operator: subprocess.Popen[bytes], timeout: float) -> bool:
