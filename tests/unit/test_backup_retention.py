@@ -131,7 +131,8 @@ def test_retention_never_deletes_the_newest_good_backup_or_a_running_one(
         assert any(r.time == newest_time and r.name not in pruned for r in completed)
     assert not pruned & {r.name for r in records if r.phase in ("Running", None)}
     if keep_last:
-        newest = sorted(completed, key=lambda r: r.time, reverse=True)[:keep_last]
+        # Ties in time go to the later name, as retention orders them.
+        newest = sorted(completed, key=lambda r: (r.time, r.name), reverse=True)[:keep_last]
         young = [r for r in newest if not max_age_days or NOW - r.time <= policy.max_age]
         assert not pruned & {r.name for r in young}
 
