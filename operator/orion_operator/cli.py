@@ -32,22 +32,29 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _crds(args: argparse.Namespace) -> int:
-    from orion_operator.api.crds import dump_crd, render_crds, write_crds
+    from orion_operator.api.crds import (
+        dump_crd,
+        dump_policies,
+        render_admission_policies,
+        render_crds,
+        write_admission_policies,
+        write_crds,
+    )
 
-    output = Path(args.output)
+    output, admission = Path(args.output), Path(args.admission_output)
     if args.check:
+        expected = {output / name: dump_crd(manifest) for name, manifest in render_crds().items()}
+        expected |= {
+            admission / name: dump_policies(manifests)
+            for name, manifests in render_admission_policies().items()
+        }
         drifted = [
-            name
-            for name, manifest in render_crds().items()
-            if not (output / name).exists() or (output / name).read_text() != dump_crd(manifest)
+            path for path, text in expected.items() if not path.exists() or path.read_text() != text
         ]
-        for name in drifted:
-            print(
-                f"{output / name} differs from the models: run `orion-operator crds`",
-                file=sys.stderr,
-            )
+        for path in drifted:
+            print(f"{path} differs from the models: run `orion-operator crds`", file=sys.stderr)
         return 1 if drifted else 0
-    for path in write_crds(output):
+    for path in write_crds(output) + write_admission_policies(admission):
         print(path)
     return 0
 
@@ -129,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     crds = commands.add_parser("crds", help="write the CRD YAML generated from the models")
     crds.add_argument("-o", "--output", default="crds")
+    crds.add_argument(
+        "--admission-output",
+        default="admission",
+        help="where the ValidatingAdmissionPolicies go (checks a CRD schema cannot make)",
+    )
     crds.add_argument(
         "--check",
         action="store_true",

@@ -420,6 +420,16 @@ def test_unreachable_database_is_reported_without_holding_back_the_deployment(
         ({"minReplicas": 5, "maxReplicas": 3}, "spec.minReplicas", "greater than spec.maxReplicas"),
         ({"image": ""}, "spec.image", "at least 1 chars long"),
         ({"replicas": -1}, "spec.replicas", "greater than or equal to 0"),
+        (
+            {"replicas": 12, "maxReplicas": 10},
+            "spec.replicas",
+            "is outside [spec.minReplicas, spec.maxReplicas] = [1, 10]",
+        ),
+        (
+            {"replicas": 1, "minReplicas": 2},
+            "spec.replicas",
+            "is outside [spec.minReplicas, spec.maxReplicas] = [2, 10]",
+        ),
         ({"minReplicas": -2}, "spec.minReplicas", "greater than or equal to 0"),
         ({"port": -80}, "spec.port", "greater than or equal to 1"),
         (
@@ -441,6 +451,36 @@ def test_bad_input_is_rejected_by_kubectl_apply_naming_the_field(
     rejected = apply(manifest, namespace)
     assert rejected.returncode != 0
     assert field in rejected.stderr and says in rejected.stderr, rejected.stderr
+
+
+def test_replicas_written_outside_the_bounds_are_refused_but_scale_writes_are_clamped(
+    cluster: str, namespace: str
+) -> None:
+    manifest = api_deployment("http://127.0.0.1:1/health", replicas=3, maxReplicas=5)
+    assert apply(manifest, namespace).returncode == 0
+
+    # kubectl scale, an HPA or KEDA write through /scale: beyond the bounds is accepted (and the
+    # operator clamps the Deployment, see the scaling tests).
+    scale(namespace, 9)
+    assert apid(namespace)["spec"]["replicas"] == 9
+
+    def patch(spec: dict[str, Any]) -> Any:
+        return kubectl(
+            "patch", "apid", "orion-api", "-n", namespace, "--type=merge",
+            "-p", json.dumps({"spec": spec}), check=False,
+        )  # fmt: skip
+
+    # A write to another field leaves the scaled replicas alone and is accepted, like a GitOps
+    # apply whose manifest does not set replicas; so is lowering the bound below them.
+    assert patch({"maxReplicas": 4}).returncode == 0
+    # Writing replicas itself outside the bounds is refused, naming the field.
+    refused = patch({"replicas": 8})
+    assert refused.returncode != 0
+    assert "spec.replicas: 8 is outside [spec.minReplicas, spec.maxReplicas] = [1, 4]" in (
+        refused.stderr
+    ), refused.stderr
+    assert apid(namespace)["spec"]["replicas"] == 9
+    assert patch({"replicas": 4}).returncode == 0
 
 
 def test_an_apideployment_without_image_is_rejected(cluster: str, namespace: str) -> None:

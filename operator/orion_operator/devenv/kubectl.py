@@ -41,8 +41,9 @@ def cluster(command: str) -> str:
 
 
 def install_crds(timeout_seconds: float = 60) -> None:
-    """Apply the CRDs and wait until discovery serves them (by category too)."""
+    """Apply the CRDs and their admission policies; wait until discovery serves the CRDs."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(repo_path("crds")))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(repo_path("admission")))
     kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(repo_path("crds")))
     # Discovery lags Established by a moment; `kubectl get orion` fails until it catches up.
     deadline = time.monotonic() + timeout_seconds
