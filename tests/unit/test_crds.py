@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from orion_operator.api.crds import dump_crd, render_crds
+from orion_operator.api.crds import dump_crd, dump_policies, render_admission_policies, render_crds
 
 CRDS_DIR = Path(__file__).resolve().parents[2] / "crds"
+ADMISSION_DIR = CRDS_DIR.parent / "admission"
 
 
 def _schemas(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
@@ -29,6 +30,15 @@ def test_committed_crds_match_the_models() -> None:
     for name, manifest in rendered.items():
         assert (CRDS_DIR / name).read_text() == dump_crd(manifest), (
             f"crds/{name} drifted from the models: run `orion-operator crds`"
+        )
+
+
+def test_committed_admission_policies_match_the_models() -> None:
+    rendered = render_admission_policies()
+    assert {path.name for path in ADMISSION_DIR.glob("*.yaml")} == set(rendered)
+    for name, manifests in rendered.items():
+        assert (ADMISSION_DIR / name).read_text() == dump_policies(manifests), (
+            f"admission/{name} drifted from the models: run `orion-operator crds`"
         )
 
 
