@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -62,3 +63,33 @@ class Alert:
             "occurredAt": self.occurred_at.astimezone(datetime.UTC).isoformat(),
             "details": dict(self.details),
         }
+
+
+def firing_alert(
+    subject: ObjectRef,
+    *,
+    check: str,
+    reason: str,
+    message: str,
+    severity: Severity = Severity.CRITICAL,
+    title: str | None = None,
+    details: dict[str, str] | None = None,
+    alert_id: str | None = None,
+) -> Alert:
+    """A new problem on `subject`, titled "<reason>: <Kind> <namespace>/<name>" unless told.
+
+    `alert_id` keeps one id for one problem where the caller can name it; otherwise each call
+    is a new notification.
+    """
+    return Alert(
+        id=alert_id or str(uuid.uuid4()),
+        check=check,
+        reason=reason,
+        severity=severity,
+        transition=Transition.FIRING,
+        title=title or f"{reason}: {subject}",
+        message=message,
+        subject=subject,
+        occurred_at=datetime.datetime.now(datetime.UTC),
+        details=dict(details or {}),
+    )

@@ -9,7 +9,6 @@ deletionPolicy is Delete.
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 import kopf
@@ -18,7 +17,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 
 from orion_operator import API_GROUP, API_VERSION, metrics
-from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
+from orion_operator.alerts.model import Alert, ObjectRef, firing_alert
 from orion_operator.api.backup import (
     SCHEDULE_LABEL,
     BackupDeletionPolicy,
@@ -89,17 +88,11 @@ async def _tenant_id(memo: kopf.Memo, namespace: str, spec: BackupSpec) -> str |
 
 
 def _failed_alert(namespace: str, name: str, reason: str, message: str) -> Alert:
-    now = datetime.datetime.now(datetime.UTC)
-    return Alert(
-        id=str(uuid.uuid4()),
+    return firing_alert(
+        ObjectRef("Backup", namespace, name),
         check="backup",
         reason="BackupFailed",
-        severity=Severity.CRITICAL,
-        transition=Transition.FIRING,
-        title=f"BackupFailed: Backup {namespace}/{name}",
         message=f"{reason}: {message}",
-        subject=ObjectRef("Backup", namespace, name),
-        occurred_at=now,
     )
 
 

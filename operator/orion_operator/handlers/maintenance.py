@@ -9,14 +9,13 @@ retention run never blocks the event loop.
 from __future__ import annotations
 
 import datetime
-import uuid
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
 from orion_operator import API_GROUP, API_VERSION
-from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
+from orion_operator.alerts.model import Alert, ObjectRef, Severity, firing_alert
 from orion_operator.api.common import ConditionStatus
 from orion_operator.api.maintenance import (
     RUN_ANNOTATION,
@@ -39,18 +38,16 @@ def _time(text: Any) -> datetime.datetime | None:
     return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
-def _failed_alert(namespace: str, name: str, run: MaintenanceRun) -> Alert:
-    return Alert(
-        id=str(uuid.uuid4()),
+def _failed_alert(
+    namespace: str, name: str, message: str, run: MaintenanceRun | None = None
+) -> Alert:
+    return firing_alert(
+        ObjectRef("DatabaseMaintenance", namespace, name),
         check="maintenance",
         reason="MaintenanceFailed",
         severity=Severity.WARNING,
-        transition=Transition.FIRING,
-        title=f"MaintenanceFailed: DatabaseMaintenance {namespace}/{name}",
-        message=run.summary(),
-        subject=ObjectRef("DatabaseMaintenance", namespace, name),
-        occurred_at=datetime.datetime.now(datetime.UTC),
-        details={t.name: f"{t.reason}: {t.message}" for t in run.failed},
+        message=message,
+        details={t.name: f"{t.reason}: {t.message}" for t in run.failed} if run else None,
     )
 
 
@@ -189,9 +186,9 @@ async def maintenance_tick(
         status, (reason, message) = ConditionStatus.FALSE, failure
         kopf.warn(body, reason="MaintenanceFailed", message=message)
         memo.alert_sender.submit(
-            _failed_alert(namespace, name, run)
+            _failed_alert(namespace, name, run.summary(), run)
             if run is not None
-            else _start_failed_alert(namespace, name, reason, message)
+            else _failed_alert(namespace, name, f"{reason}: {message}")
         )
     logger.info(f"maintenance trigger={trigger!r} ready={status.value} reason={reason}")
     update: dict[str, Any] = {
@@ -215,20 +212,6 @@ async def maintenance_tick(
     if on_demand:
         update["lastTrigger"] = requested
     patch.status.update(update)
-
-
-def _start_failed_alert(namespace: str, name: str, reason: str, message: str) -> Alert:
-    return Alert(
-        id=str(uuid.uuid4()),
-        check="maintenance",
-        reason="MaintenanceFailed",
-        severity=Severity.WARNING,
-        transition=Transition.FIRING,
-        title=f"MaintenanceFailed: DatabaseMaintenance {namespace}/{name}",
-        message=f"{reason}: {message}",
-        subject=ObjectRef("DatabaseMaintenance", namespace, name),
-        occurred_at=datetime.datetime.now(datetime.UTC),
-    )
 
 
 def condition_after_idle(body: kopf.Body, phase: str, next_run: str | None) -> list[Any]:

@@ -9,7 +9,6 @@ Backup does not exist yet or has not completed waits (Pending) instead of failin
 from __future__ import annotations
 
 import datetime
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import Pod
 
 from orion_operator import API_GROUP, API_VERSION
-from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
+from orion_operator.alerts.model import Alert, ObjectRef, firing_alert
 from orion_operator.api.backup import BackupExecutor
 from orion_operator.api.common import ConditionStatus
 from orion_operator.api.restore import RestorePhase, RestoreSpec
@@ -54,16 +53,11 @@ def _parse_time(text: Any) -> datetime.datetime:
 
 
 def _failed_alert(namespace: str, name: str, reason: str, message: str) -> Alert:
-    return Alert(
-        id=str(uuid.uuid4()),
+    return firing_alert(
+        ObjectRef("Restore", namespace, name),
         check="restore",
         reason="RestoreFailed",
-        severity=Severity.CRITICAL,
-        transition=Transition.FIRING,
-        title=f"RestoreFailed: Restore {namespace}/{name}",
         message=f"{reason}: {message}",
-        subject=ObjectRef("Restore", namespace, name),
-        occurred_at=datetime.datetime.now(datetime.UTC),
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import kopf
 
 from orion_operator import API_GROUP, API_VERSION
-from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
+from orion_operator.alerts.model import Alert, ObjectRef, firing_alert
 from orion_operator.api.backup import BackupDeletionPolicy, BackupPhase, BackupType
 from orion_operator.api.tenant import (
     ProvisioningMode,
@@ -86,16 +86,13 @@ def final_backup_manifest(body: kopf.Body, spec: TenantSpec) -> dict[str, Any]:
 
 def _blocked_alert(namespace: str, name: str, message: str, uid: str) -> Alert:
     now = datetime.datetime.now(datetime.UTC)
-    return Alert(
-        id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{uid}/tenant-deletion/{now.isoformat()}")),
+    return firing_alert(
+        ObjectRef("Tenant", namespace, name),
         check="tenant-deletion",
         reason="FinalBackupFailed",
-        severity=Severity.CRITICAL,
-        transition=Transition.FIRING,
         title=f"FinalBackupFailed: Tenant {namespace}/{name} is not deleted",
         message=message,
-        subject=ObjectRef("Tenant", namespace, name),
-        occurred_at=now,
+        alert_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"{uid}/tenant-deletion/{now.isoformat()}")),
     )
 
 
