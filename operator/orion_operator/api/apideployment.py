@@ -47,7 +47,18 @@ Quantity = Annotated[schema.IntOrString, Field(json_schema_extra={"pattern": QUA
 EnvName = Annotated[
     str, StringConstraints(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
 ]
-LabelMap = dict[str, Annotated[str, StringConstraints(max_length=63)]]
+# Label and annotation syntax as the API server checks it on the Deployment: a bad one accepted
+# here would only fail later, on every apply of the owned Deployment.
+LABEL_VALUE_PATTERN = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
+LabelMap = dict[str, Annotated[str, StringConstraints(max_length=63, pattern=LABEL_VALUE_PATTERN)]]
+MAX_POD_METADATA = 64  # keys per map; bounds the cost of the CEL rules below
+_QUALIFIED_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_KEY_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/"
+METADATA_KEY_RULE = {
+    "rule": f"self.all(k, size(k) <= 317 && k.matches('^({_KEY_PREFIX})?{_QUALIFIED_NAME}$'))",
+    "message": "keys are [prefix/]name: name at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit; prefix a DNS subdomain",
+}
 # The pods' selector labels: the operator sets them, podLabels may not.
 SELECTOR_LABEL_KEYS = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
 
@@ -169,7 +180,23 @@ class EnvFromSource(
     prefix: schema.Optional[EnvName] = Field(None, description="Prepended to every key.")
 
 
-class ResourcesSpec(schema.BaseModel):
+class ResourcesSpec(
+    schema.BaseModel,
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                # The Deployment would be refused on every apply; say so at the source.
+                # A fixed list of names: iterating the maps costs more than CEL allows.
+                "rule": "!has(self.requests) || !has(self.limits) || "
+                "['cpu', 'memory', 'ephemeral-storage'].all(k, !(k in self.requests) || "
+                "!(k in self.limits) || quantity(string(self.requests[k]))"
+                ".compareTo(quantity(string(self.limits[k]))) <= 0)",
+                "message": "spec.resources.requests must not exceed spec.resources.limits",
+                "fieldPath": ".requests",
+            }
+        ]
+    },
+):
     requests: dict[str, Quantity] = Field(
         default_factory=dict, description="e.g. {cpu: 250m, memory: 256Mi}"
     )
@@ -339,13 +366,25 @@ class ApiDeploymentSpec(schema.BaseModel):
                     "message": "spec.podLabels may not set "
                     + " or ".join(SELECTOR_LABEL_KEYS)
                     + ": the operator sets them to select the pods",
-                }
+                },
+                {**METADATA_KEY_RULE, "message": "spec.podLabels " + METADATA_KEY_RULE["message"]},
             ]
         },
+        max_length=MAX_POD_METADATA,
         description="Extra labels on the pods.",
     )
     pod_annotations: dict[str, str] = Field(
-        default_factory=dict, description="Extra annotations on the pods."
+        default_factory=dict,
+        max_length=MAX_POD_METADATA,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    **METADATA_KEY_RULE,
+                    "message": "spec.podAnnotations " + METADATA_KEY_RULE["message"],
+                }
+            ]
+        },
+        description="Extra annotations on the pods.",
     )
     database_connections: ConnectionBudgetSpec = Field(default_factory=ConnectionBudgetSpec)
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec)
@@ -559,7 +598,7 @@ class ApiDeployment(  # type: ignore[call-arg,metaclass]
     short_names=["apid"],
     subresources={
         "status": {},
-        # kubectl scale, HPAs and KEDA write spec.replicas through this; see the README on bounds.
+        # kubectl scale, HPAs and KEDA write spec.replicas here (docs/apideployments.md#scaling).
         "scale": {
             "specReplicasPath": ".spec.replicas",
             "statusReplicasPath": ".status.replicas",
