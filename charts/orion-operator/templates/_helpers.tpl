@@ -45,7 +45,7 @@ cluster-wide (a ClusterRole). Each line is a verb the code uses; nothing is `*`.
     - restores/status
     - apideployments/status
     - databasemaintenances/status
-  verbs: [get, patch]
+  verbs: [patch]
 # blockOwnerDeletion on owned objects needs this where OwnerReferencesPermissionEnforcement is on.
 - apiGroups: [orion.io]
   resources: [apideployments/finalizers, backups/finalizers, backupschedules/finalizers, restores/finalizers, tenants/finalizers]
@@ -53,7 +53,7 @@ cluster-wide (a ClusterRole). Each line is a verb the code uses; nothing is `*`.
 # Backup and restore runs, and the pods whose termination messages carry their failures.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create]
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
@@ -71,10 +71,10 @@ cluster-wide (a ClusterRole). Each line is a verb the code uses; nothing is `*`.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [get]
-- apiGroups: ["", events.k8s.io]
+- apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 {{- end -}}

@@ -91,7 +91,18 @@ class S3Storage(schema.BaseModel):
     )
 
 
-class StorageSpec(schema.BaseModel):
+class StorageSpec(
+    schema.BaseModel,
+    # Wherever a storage is declared (schedules, tenants, pre-rollout backups), not only on Backups.
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "!(has(self.volume) && has(self.s3))",
+                "message": "storage takes one of volume or s3, not both",
+            }
+        ]
+    },
+):
     volume: schema.Optional[VolumeStorage] = None
     s3: schema.Optional[S3Storage] = None
 
@@ -141,6 +152,15 @@ class BackupSpec(schema.BaseModel):
     )
 
 
+class VolumeSpaceStatus(schema.BaseModel):
+    """The backup volume's free space, measured by the operator when a run ends."""
+
+    free_bytes: int
+    total_bytes: int
+    free_percent: float
+    measured_at: datetime.datetime
+
+
 class BackupStatus(schema.BaseModel):
     observed_generation: schema.Optional[int] = None
     phase: schema.Optional[BackupPhase] = None
@@ -166,6 +186,9 @@ class BackupStatus(schema.BaseModel):
     pg_dump_version: schema.Optional[str] = None
     server_version: schema.Optional[str] = None
     row_counts: dict[str, int] = Field(default_factory=dict, description="Tenant backups.")
+    volume_space: schema.Optional[VolumeSpaceStatus] = Field(
+        None, description="Free space on the volume when the run ended (volume storage only)."
+    )
     message: schema.Optional[str] = None
 
 
@@ -194,12 +217,6 @@ class Backup(  # type: ignore[call-arg,metaclass]
                     "rule": "self.type != 'tenant' || has(self.tenantRef)",
                     "message": "tenant backups need spec.tenantRef",
                     "fieldPath": ".tenantRef",
-                },
-                {
-                    "rule": "!has(self.storage) "
-                    "|| !(has(self.storage.volume) && has(self.storage.s3))",
-                    "message": "spec.storage takes one of volume or s3, not both",
-                    "fieldPath": ".storage",
                 },
                 {
                     "rule": IMMUTABLE_SPEC_RULE,

@@ -94,7 +94,20 @@ class BackupScheduleSpec(schema.BaseModel):
     concurrency_policy: ConcurrencyPolicy = Field(
         ConcurrencyPolicy.FORBID, description="Forbid: skip a run while the previous one runs."
     )
-    template: BackupSpec = Field(default_factory=BackupSpec, description="The spec of each Backup.")
+    template: BackupSpec = Field(
+        default_factory=BackupSpec,
+        description="The spec of each Backup.",
+        # A Backup's own rule, here too: otherwise every Backup the schedule makes is refused.
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.type != 'tenant' || has(self.tenantRef)",
+                    "message": "tenant backups need spec.template.tenantRef",
+                    "fieldPath": ".tenantRef",
+                },
+            ]
+        },
+    )
     retention: RetentionSpec = Field(default_factory=RetentionSpec)
 
 

@@ -189,12 +189,6 @@ class Restore(  # type: ignore[call-arg,metaclass]
                     "message": "spec takes exactly one of backupRef or location",
                 },
                 {
-                    "rule": "!has(self.location) "
-                    "|| !(has(self.location.volume) && has(self.location.s3))",
-                    "message": "spec.location takes one of volume or s3, not both",
-                    "fieldPath": ".location",
-                },
-                {
                     "rule": "self == oldSelf",
                     "message": "a Restore's spec cannot change; create a new Restore",
                 },

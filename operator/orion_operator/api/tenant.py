@@ -13,7 +13,7 @@ from orion_operator import API_VERSION
 from orion_operator.alerts.state import CheckState
 from orion_operator.api.backup import StorageSpec
 from orion_operator.api.backupschedule import TenantBackupSpec
-from orion_operator.api.common import Conditions, DatabaseRef, DnsLabel
+from orion_operator.api.common import DNS_LABEL_PATTERN, Conditions, DatabaseRef, DnsLabel
 
 # A PostgreSQL identifier as written in the mapping (quoted by the operator, never interpolated).
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=63)]
@@ -187,6 +187,19 @@ class Tenant(  # type: ignore[call-arg,metaclass]
     version=API_VERSION,
     short_names=["tn"],
     subresources={"status": {}},
+    # The tenant id defaults to the name, and a name may have dots a tenant id may not.
+    json_schema_extra={
+        "x-kubernetes-validations": [
+            {
+                "rule": "(has(self.spec) && has(self.spec.tenantId)) || "
+                f"(self.metadata.name.matches('{DNS_LABEL_PATTERN}') "
+                "&& size(self.metadata.name) <= 63)",
+                "message": "spec.tenantId is required when metadata.name is not a DNS label "
+                "(lower-case letters, digits and '-', at most 63 characters)",
+                "fieldPath": ".spec.tenantId",
+            }
+        ]
+    },
     printer_columns=[
         {"name": "Tenant ID", "type": "string", "jsonPath": ".status.tenantId"},
         {"name": "Plan", "type": "string", "jsonPath": ".spec.plan"},

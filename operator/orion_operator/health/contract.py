@@ -10,6 +10,10 @@ from typing import Any
 from orion_operator.alerts.model import Severity
 
 CONNECTED = "connected"
+# What the API may put in a report that goes into status: an int64 (the schema's integer) and a
+# short text, so a strange /health answer cannot make the status write fail.
+MAX_COUNT = 2**63 - 1
+MAX_TEXT = 200
 
 
 class HealthState(StrEnum):
@@ -50,7 +54,22 @@ class HealthReport:
 
 
 def _as_count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return min(value, MAX_COUNT)
+    return 0
+
+
+def _as_text(value: Any) -> str:
+    """A service's value as the body wrote it (true, 3, null), short; containers only by kind."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, dict):
+        text = "{…}"
+    elif isinstance(value, list):
+        text = "[…]"
+    else:
+        text = json.dumps(value)
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
 def _parse_queues(raw: Any) -> dict[str, QueueHealth]:
@@ -59,14 +78,14 @@ def _parse_queues(raw: Any) -> dict[str, QueueHealth]:
     queues = {}
     for name, detail in raw.items():
         if isinstance(detail, dict):
-            queues[str(name)] = QueueHealth(
-                status=str(detail.get("status", "unknown")),
+            queues[_as_text(name)] = QueueHealth(
+                status=_as_text(detail.get("status", "unknown")),
                 waiting=_as_count(detail.get("waiting")),
                 active=_as_count(detail.get("active")),
                 failed=_as_count(detail.get("failed")),
             )
         else:
-            queues[str(name)] = QueueHealth(status=str(detail))
+            queues[_as_text(name)] = QueueHealth(status=_as_text(detail))
     return queues
 
 
@@ -91,15 +110,16 @@ def classify_health(
         return _down(failure or "no answer")
     try:
         document = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
+    # RecursionError: a body nested deeper than the interpreter's stack is not the contract.
+    except (ValueError, UnicodeDecodeError, RecursionError):
         document = None
     if not isinstance(document, dict) or document.get("status") not in ("ok", "degraded", "error"):
         return _down(f"HTTP {http_status}: the body is not the /health contract", http_status)
     services = document.get("services")
     services = services if isinstance(services, dict) else {}
     database, redis = services.get("database"), services.get("redis")
-    database = str(database) if database is not None else None
-    redis = str(redis) if redis is not None else None
+    database = _as_text(database) if database is not None else None
+    redis = _as_text(redis) if redis is not None else None
     queues = _parse_queues(services.get("queues"))
     response_time = services.get("responseTime")
     observed = HealthReport(
@@ -109,7 +129,7 @@ def classify_health(
         database=database,
         redis=redis,
         queues=queues,
-        response_time=str(response_time) if response_time is not None else None,
+        response_time=_as_text(response_time) if response_time is not None else None,
     )
 
     if document["status"] == "error" or (database is not None and database != CONNECTED):
