@@ -83,6 +83,24 @@ async def check_free_space(location: Location, min_free_percent: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class VolumeSpace:
+    """Free and total bytes of a backup volume's filesystem, as `df` shows them."""
+
+    free_bytes: int
+    total_bytes: int
+
+    @property
+    def free_percent(self) -> float:
+        return round(100 * self.free_bytes / self.total_bytes, 1) if self.total_bytes else 0.0
+
+
+async def measure_volume_space(location: Location) -> VolumeSpace | None:
+    """The volume's space now; None for S3. Raises StorageError when it cannot be measured."""
+    measured = await free_space(location)
+    return VolumeSpace(*measured) if measured is not None else None
+
+
 def _stamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat()
 

@@ -123,7 +123,7 @@ def run_dev(namespace: str = "default", once: bool = False) -> int:
             ("orion-redis", "REDIS_URL", redis.url),
         ]:
             kubectl("apply", "-f", "-", input=_secret(namespace, name, key, value))
-        kubectl("apply", "-n", namespace, "-f", str(repo_path("manifests", "samples")))
+        kubectl("apply", "-n", namespace, "-k", str(repo_path("manifests", "samples")))
         # The operator runs outside the cluster here, so it probes the demo API directly
         # instead of the Service it would use in a cluster.
         local_url = {"spec": {"healthCheck": {"url": f"http://127.0.0.1:{api_port}/health"}}}

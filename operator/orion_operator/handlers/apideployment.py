@@ -110,6 +110,7 @@ from orion_operator.rollout.status import (
     clamp_condition,
     deployment_conditions,
     healthy_condition,
+    invalid_spec_patch,
     rollout_conditions,
     status_patch,
 )
@@ -298,7 +299,12 @@ async def health_probe(
             for alert in cycle.alerts:
                 _post_event(body, alert)
                 memo.alert_sender.submit(alert)
-            removed = {check: None for check in alert_states if check not in cycle.alert_states}
+            # Sent, so this is the prior state now, even if the status write below fails (API
+            # server down): otherwise every probe until it is back would send the alert again.
+            previous, alert_states = alert_states, cycle.alert_states
+            # Checks gone since the last write that got through are removed too.
+            recorded = set(body.status.get("alerts") or {}) | set(previous)
+            removed = {check: None for check in recorded if check not in cycle.alert_states}
             health_status = {
                 "health": _health_status(cycle, url),
                 "alerts": removed
@@ -317,7 +323,6 @@ async def health_probe(
                 ),
                 known={"metadata": dict(body.metadata), "status": dict(body.status)},
             )
-            alert_states = cycle.alert_states
             _record_metrics(namespace, name, cycle)
             metrics.reconcile_total.labels("ApiDeployment", "ok").inc()
         except asyncio.CancelledError:
@@ -613,6 +618,14 @@ async def reconcile_api_deployment(
             # The schema catches what it can; this is what it could not.
             message = f"ApiDeployment {name}: invalid spec: {error}"
             kopf.event(event_target, type="Warning", reason="InvalidSpec", message=message)
+            await update_status(
+                memo.kube,
+                ApiDeploymentResource,
+                name,
+                namespace,
+                functools.partial(invalid_spec_patch, message, generation),
+                known=obj,
+            )
             raise kopf.PermanentError(message) from None
 
         previous_status = obj.get("status") or {}

@@ -35,7 +35,13 @@ from orion_operator.backup.job import (
     job_outcome,
     render_backup_job,
 )
-from orion_operator.backup.run import BackupError, BackupRequest, artifact_key, run_backup
+from orion_operator.backup.run import (
+    BackupError,
+    BackupRequest,
+    artifact_key,
+    measure_volume_space,
+    run_backup,
+)
 from orion_operator.backup.storage import (
     MANIFEST_SUFFIX,
     Location,
@@ -44,7 +50,7 @@ from orion_operator.backup.storage import (
     discard_incomplete,
     read_manifest,
 )
-from orion_operator.conditions import READY, format_time, set_condition, utc_now
+from orion_operator.conditions import Progress, format_time, set_ready, utc_now
 from orion_operator.kube.resources import BackupResource, TenantResource, merge_patch_status
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
 from orion_operator.kube.storage import resolve_storage
@@ -137,13 +143,15 @@ class _Outcome:
                 "message": message,
                 "completedAt": format_time(now),
                 "durationSeconds": round((now - started).total_seconds(), 3),
-                "conditions": set_condition(
+                "observedGeneration": self.generation,
+                # A one-shot run that failed stays failed: only a new Backup tries again.
+                "conditions": set_ready(
                     self.conditions,
-                    type=READY,
                     status=ConditionStatus.FALSE,
                     reason=reason,
                     message=message,
                     generation=self.generation,
+                    progress=Progress.STALLED,
                 ),
             }
         )
@@ -173,9 +181,9 @@ class _Outcome:
                 "serverVersion": manifest.get("serverVersion"),
                 "rowCounts": manifest.get("rowCounts") or {},
                 "message": message,
-                "conditions": set_condition(
+                "observedGeneration": self.generation,
+                "conditions": set_ready(
                     self.conditions,
-                    type=READY,
                     status=ConditionStatus.TRUE,
                     reason="Completed",
                     message=message,
@@ -203,6 +211,24 @@ def _observe_success(
     metrics.backup_size_bytes.labels(*labels).set(size_bytes)
 
 
+async def _record_volume_space(location: Location | None, patch: kopf.Patch, logger: Any) -> None:
+    """Free space after a run, for `kubectl orion status`; failing to measure only logs."""
+    if location is None:
+        return
+    try:
+        space = await measure_volume_space(location)
+    except StorageError as error:
+        logger.warning(f"cannot measure the backup volume's free space: {error}")
+        return
+    if space is not None:
+        patch.status["volumeSpace"] = {
+            "freeBytes": space.free_bytes,
+            "totalBytes": space.total_bytes,
+            "freePercent": space.free_percent,
+            "measuredAt": format_time(utc_now()),
+        }
+
+
 async def _mark_running(
     memo: kopf.Memo, body: kopf.Body, namespace: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -212,13 +238,13 @@ async def _mark_running(
         "phase": BackupPhase.RUNNING.value,
         "startedAt": format_time(utc_now()),
         "observedGeneration": generation,
-        "conditions": set_condition(
+        "conditions": set_ready(
             body.status.get("conditions"),
-            type=READY,
             status=ConditionStatus.FALSE,
             reason="Running",
             message="the backup is running",
             generation=generation,
+            progress=Progress.RECONCILING,
         ),
         **extra,
     }
@@ -303,6 +329,15 @@ async def _run_inline(
         tenant_id = await _tenant_id(memo, namespace, spec)
         key = artifact_key(spec.type.value, namespace, name, spec.format.value, tenant_id)
         patch.status["artifactKey"] = key
+        # An earlier attempt may have committed its artifact without its result being recorded
+        # (operator killed, API server away): record that run; a new one would replace it, with
+        # the data as it is now (a final tenant backup taken after its rows were deleted).
+        committed = await read_manifest(location, key)
+        if committed is not None and committed.get("runId") == body.metadata.uid:
+            logger.info("an earlier attempt committed its artifact; recording it, not a new run")
+            outcome.completed(committed)
+            await _record_volume_space(location, patch, logger)
+            return
         if attempts > 1:
             logger.info("an earlier attempt was interrupted; discarding its partial artifact")
             await discard_incomplete(location, key)
@@ -331,8 +366,10 @@ async def _run_inline(
         outcome.failed(_reason(error), getattr(error, "message", str(error)))
         if location is not None and key is not None:
             await _clean_up(body, location, key, patch, memo)
+        await _record_volume_space(location, patch, logger)
         return
     outcome.completed(result.manifest)
+    await _record_volume_space(location, patch, logger)
 
 
 def _reason(error: Exception) -> str:
@@ -449,6 +486,7 @@ async def _run_as_job(
         finished_here = manifest is not None and manifest.get("runId") == body.metadata.uid
         if state in ("succeeded", "gone") and finished_here:
             outcome.completed(manifest)  # type: ignore[arg-type]  # finished_here: not None
+            await _record_volume_space(location, patch, logger)
             return
         if state == "succeeded":
             reason = "ArtifactMissing"
@@ -463,6 +501,7 @@ async def _run_as_job(
     if location is not None and key:
         logger.info("the Job did not commit an artifact; removing anything it left half-written")
         await _clean_up(body, location, key, patch, memo)
+    await _record_volume_space(location, patch, logger)
 
 
 @kopf.on.delete(*BACKUPS, when=deletes_artifact)

@@ -30,7 +30,7 @@ from orion_operator.backup.schedule import (
     due_fire_time,
     parse_schedule,
 )
-from orion_operator.conditions import READY, format_time, set_condition, utc_now
+from orion_operator.conditions import Progress, format_time, set_ready, utc_now
 from orion_operator.kube.resources import BackupResource
 
 BACKUPSCHEDULES = (API_GROUP, API_VERSION, "backupschedules")
@@ -58,13 +58,14 @@ def _report_error(
             "phase": SchedulePhase.ERROR.value,
             "observedGeneration": generation,
             "nextScheduleTime": None,
-            "conditions": set_condition(
+            # No Backup is made until the spec is fixed.
+            "conditions": set_ready(
                 body.status.get("conditions"),
-                type=READY,
                 status=ConditionStatus.FALSE,
                 reason=reason,
                 message=message,
                 generation=generation,
+                progress=Progress.STALLED,
             ),
         },
     )
@@ -220,9 +221,8 @@ async def schedule_tick(
             "active": sorted(set(active) - set(pruned)),
             "lastBackup": last_backup,
             "pruned": int(body.status.get("pruned") or 0) + len(pruned),
-            "conditions": set_condition(
+            "conditions": set_ready(
                 body.status.get("conditions"),
-                type=READY,
                 status=ConditionStatus.TRUE,
                 reason=phase.value,
                 message=message,

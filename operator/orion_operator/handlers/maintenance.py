@@ -23,7 +23,14 @@ from orion_operator.api.maintenance import (
     MaintenancePhase,
 )
 from orion_operator.backup.schedule import ScheduleError, due_fire_time, parse_schedule
-from orion_operator.conditions import READY, format_time, set_condition, utc_now
+from orion_operator.conditions import (
+    READY,
+    Progress,
+    format_time,
+    set_progress,
+    set_ready,
+    utc_now,
+)
 from orion_operator.kube.resources import DatabaseMaintenanceResource, merge_patch_status
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
 from orion_operator.maintenance.run import MaintenanceRun, run_maintenance
@@ -98,13 +105,14 @@ def _error(body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> Non
             "phase": MaintenancePhase.ERROR.value,
             "observedGeneration": generation,
             "nextRunTime": None,
-            "conditions": set_condition(
+            # Nothing runs until the spec is fixed.
+            "conditions": set_ready(
                 body.status.get("conditions"),
-                type=READY,
                 status=ConditionStatus.FALSE,
                 reason=reason,
                 message=message,
                 generation=generation,
+                progress=Progress.STALLED,
             ),
         }
     )
@@ -159,7 +167,16 @@ async def maintenance_tick(
         DatabaseMaintenanceResource,
         name,
         namespace,
-        {"phase": MaintenancePhase.RUNNING.value},
+        {
+            "phase": MaintenancePhase.RUNNING.value,
+            "conditions": set_progress(
+                body.status.get("conditions"),
+                Progress.RECONCILING,
+                reason="Running",
+                message=f"running the tasks ({trigger})",
+                generation=generation,
+            ),
+        },
     )
     failure: tuple[str, str] | None = None
     run: MaintenanceRun | None = None
@@ -196,9 +213,9 @@ async def maintenance_tick(
         "observedGeneration": generation,
         "lastRunTime": format_time(now),
         "nextRunTime": next_run,
-        "conditions": set_condition(
+        # A failed run is not Stalled: the next scheduled run tries again by itself.
+        "conditions": set_ready(
             body.status.get("conditions"),
-            type=READY,
             status=status,
             reason=reason,
             message=message,
@@ -223,11 +240,16 @@ def condition_after_idle(body: kopf.Body, phase: str, next_run: str | None) -> l
         ready is not None and ready.get("reason") not in ("InvalidSchedule", "InvalidSpec")
     )
     if keeps_last_run and body.status.get("lastRunTime"):
-        return list(conditions or [])
+        return set_progress(
+            conditions,
+            Progress.SETTLED,
+            reason=phase,
+            message="",
+            generation=body.metadata.get("generation"),
+        )
     message = "suspended: no scheduled runs" if next_run is None else f"next run {next_run}"
-    return set_condition(
+    return set_ready(
         conditions,
-        type=READY,
         status=ConditionStatus.TRUE,
         reason=phase,
         message=message,

@@ -24,7 +24,7 @@ from orion_operator.api.common import ConditionStatus
 from orion_operator.api.restore import RestorePhase, RestoreSpec
 from orion_operator.backup.job import JobTemplate, job_name, job_outcome
 from orion_operator.backup.storage import VolumeLocation
-from orion_operator.conditions import READY, format_time, set_condition, utc_now
+from orion_operator.conditions import Progress, format_time, set_ready, utc_now
 from orion_operator.kube.resources import RestoreResource, merge_patch_status
 from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
 from orion_operator.restore.artifact import Artifact, load_artifact
@@ -129,13 +129,16 @@ class _Outcome:
                 "completedAt": format_time(now),
                 "durationSeconds": round((now - started).total_seconds(), 3),
                 "observedGeneration": self.generation,
-                "conditions": set_condition(
+                # A one-shot run that failed stays failed: only a new Restore tries again.
+                "conditions": set_ready(
                     self.conditions,
-                    type=READY,
                     status=ready,
                     reason=reason,
                     message=message,
                     generation=self.generation,
+                    progress=Progress.SETTLED
+                    if ready is ConditionStatus.TRUE
+                    else Progress.STALLED,
                 ),
             }
         )
@@ -180,13 +183,14 @@ async def _mark(
         "phase": phase.value,
         "observedGeneration": generation,
         "message": message,
-        "conditions": set_condition(
+        # Running, or Pending on a Backup that has not completed yet: both end by themselves.
+        "conditions": set_ready(
             body.status.get("conditions"),
-            type=READY,
             status=ConditionStatus.FALSE,
             reason=reason,
             message=message,
             generation=generation,
+            progress=Progress.RECONCILING,
         ),
         **extra,
     }

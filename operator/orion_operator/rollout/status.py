@@ -14,7 +14,7 @@ from typing import Any
 
 from orion_operator.api.apideployment import ApiPhase, Gate, RolloutResult, RolloutStatus
 from orion_operator.api.common import ConditionStatus
-from orion_operator.conditions import READY, set_condition
+from orion_operator.conditions import READY, Progress, set_condition, set_progress, set_ready
 from orion_operator.health.contract import HealthReport, HealthState
 from orion_operator.rollout.scaling import ConnectionUsage, ReplicaTarget, ScaleUpEstimate
 
@@ -263,17 +263,67 @@ def derive_phase(
     return HEALTH_PHASES.get(health_state or "", ApiPhase.AVAILABLE)
 
 
+# Phases that end by themselves: the Deployment reports, the rollout advances, /health is probed.
+RECONCILING_PHASES = (ApiPhase.PENDING, ApiPhase.PROGRESSING, ApiPhase.AVAILABLE)
+
+
+def derive_progress(
+    conditions: list[dict[str, Any]], phase: ApiPhase, rollout: Mapping[str, Any] | None = None
+) -> Progress:
+    """kstatus' reading: a failed or automatically rolled back rollout, or one past its
+    deadline, waits for a new spec (Stalled); a rollout or first probe under way is Reconciling.
+    An unhealthy, unavailable or blocked API is neither: Ready False says it."""
+    progressing = _find(conditions, PROGRESSING) or {}
+    if phase in (ApiPhase.FAILED, ApiPhase.ROLLED_BACK) and not (rollout or {}).get("manual"):
+        return Progress.STALLED
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Progress.STALLED
+    if phase in RECONCILING_PHASES:
+        return Progress.RECONCILING
+    return Progress.SETTLED
+
+
 def with_derived_fields(
     status: Mapping[str, Any], conditions: list[dict[str, Any]], generation: int | None
 ) -> dict[str, Any]:
-    """`conditions` (with Ready recomputed) and `phase`, for a status patch.
+    """`conditions` (with Ready, Reconciling and Stalled recomputed) and `phase`, for a status
+    patch.
 
     `status` is the merged status the patch will produce (current plus this writer's changes).
     """
     rollout = _rollout(status)
-    updated = apply_updates(conditions, [derive_ready(conditions, rollout)], generation)
+    ready = derive_ready(conditions, rollout)
+    updated = apply_updates(conditions, [ready], generation)
     health_state = (status.get("health") or {}).get("state")
-    return {"conditions": updated, "phase": derive_phase(updated, health_state, rollout).value}
+    phase = derive_phase(updated, health_state, rollout)
+    updated = set_progress(
+        updated,
+        derive_progress(updated, phase, rollout),
+        reason=ready.reason,
+        message=ready.message,
+        generation=generation,
+    )
+    return {"conditions": updated, "phase": phase.value}
+
+
+def invalid_spec_patch(
+    message: str, generation: int | None, current: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A spec the schema let through but the operator cannot use: nothing is done until it
+    changes, so Stalled; the other conditions stay as the last good spec left them."""
+    conditions = (current.get("status") or {}).get("conditions")
+    return {
+        "observedGeneration": generation,
+        "phase": ApiPhase.ERROR.value,
+        "conditions": set_ready(
+            conditions,
+            status=ConditionStatus.FALSE,
+            reason="InvalidSpec",
+            message=message,
+            generation=generation,
+            progress=Progress.STALLED,
+        ),
+    }
 
 
 def status_patch(
