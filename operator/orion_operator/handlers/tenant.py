@@ -20,9 +20,16 @@ from orion_operator.api.tenant import (
     TenantSpec,
 )
 from orion_operator.backup.schedule import tenant_schedule_name
-from orion_operator.conditions import READY, condition_status, format_time, set_condition, utc_now
+from orion_operator.conditions import (
+    READY,
+    Progress,
+    condition_status,
+    format_time,
+    set_ready,
+    utc_now,
+)
 from orion_operator.kube.resources import BackupScheduleResource
-from orion_operator.kube.secrets import SecretUnavailable, read_secret_key
+from orion_operator.kube.secrets import SecretUnavailable
 from orion_operator.settings import OperatorSettings
 from orion_operator.tenancy.errors import TenancyError
 from orion_operator.tenancy.integrity import (
@@ -69,12 +76,18 @@ def _write_ready(
     message: str,
     phase: TenantPhase,
     logger: logging.Logger | logging.LoggerAdapter[Any],
+    progress: Progress = Progress.SETTLED,
 ) -> None:
     generation = body.metadata.get("generation")
     conditions = body.status.get("conditions")
     was = condition_status(conditions, READY)
-    patch.status["conditions"] = set_condition(
-        conditions, type=READY, status=ready, reason=reason, message=message, generation=generation
+    patch.status["conditions"] = set_ready(
+        conditions,
+        status=ready,
+        reason=reason,
+        message=message,
+        generation=generation,
+        progress=progress,
     )
     patch.status["observedGeneration"] = generation
     patch.status["phase"] = phase.value
@@ -164,6 +177,7 @@ async def reconcile_tenant(
             message=message,
             phase=TenantPhase.ERROR,
             logger=logger,
+            progress=Progress.STALLED,
         )
         raise kopf.PermanentError(message) from None
 
@@ -176,7 +190,7 @@ async def reconcile_tenant(
     table = tenant_table(spec, settings)
     patch.status["provisioning"] = provisioning.value
     try:
-        url = await read_secret_key(
+        url = await memo.secret_cache.read_key(
             memo.kube,
             namespace,
             spec.database.secret_ref,
@@ -189,6 +203,7 @@ async def reconcile_tenant(
             write=provisioning is ProvisioningMode.ENSURE,
             table=table,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            pool=memo.database_pool,
         )
     except (SecretUnavailable, TenancyError) as error:
         _write_ready(
@@ -251,6 +266,7 @@ async def _check_integrity(
             settings.integrity_allow_list,
             table=table,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            pool=memo.database_pool,
         )
     except TenancyError as error:
         patch.status["integrity"] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 
 from lightkube import AsyncClient
 from lightkube.core.exceptions import ApiError
@@ -50,3 +51,29 @@ async def read_secret_key(
         raise SecretUnavailable(
             "SecretKeyInvalid", f'Secret "{ref.name}" key "{ref.key}" is not UTF-8 text {where}'
         ) from None
+
+
+class SecretCache:
+    """Keys read in the last `ttl_seconds`: a burst of reconciles reads a shared Secret once.
+
+    Only values are kept, never errors, so a Secret created after a failed read is seen at once;
+    a changed value is seen within `ttl_seconds`.
+    """
+
+    def __init__(self, ttl_seconds: float = 5.0) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._values: dict[tuple[str, str, str], tuple[str, float]] = {}
+
+    async def read_key(
+        self, client: AsyncClient, namespace: str, ref: SecretKeyRef, *, referrer: str, field: str
+    ) -> str:
+        key = (namespace, ref.name, ref.key)
+        now = time.monotonic()
+        cached = self._values.get(key)
+        if cached is not None and now - cached[1] < self.ttl_seconds:
+            return cached[0]
+        value = await read_secret_key(client, namespace, ref, referrer=referrer, field=field)
+        # Drop what has expired, so Secrets no longer referenced do not stay in memory.
+        self._values = {k: v for k, v in self._values.items() if now - v[1] < self.ttl_seconds}
+        self._values[key] = (value, now)
+        return value

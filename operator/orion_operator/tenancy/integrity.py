@@ -19,7 +19,7 @@ from psycopg import sql
 
 from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
 from orion_operator.alerts.state import AlertPolicy, CheckState, Observation, advance
-from orion_operator.tenancy.database import connect
+from orion_operator.tenancy.database import ConnectionPool, session
 from orion_operator.tenancy.errors import TenancyError
 from orion_operator.tenancy.rows import (
     DEFAULT_TENANT_TABLE,
@@ -135,14 +135,18 @@ async def run_integrity_check(
     *,
     table: TenantTable = DEFAULT_TENANT_TABLE,
     connect_timeout_seconds: int = 5,
+    pool: ConnectionPool | None = None,
 ) -> IntegrityReport:
-    async with connect(url, connect_timeout_seconds=connect_timeout_seconds) as conn:
+    async with session(url, pool=pool, connect_timeout_seconds=connect_timeout_seconds) as conn:
         await conn.set_autocommit(False)
         await conn.set_read_only(True)
         try:
             return await check_integrity(conn, allow_list, table)
         finally:
             await conn.rollback()
+            # As it was: a pooled connection goes back to the next caller in autocommit.
+            await conn.set_read_only(None)
+            await conn.set_autocommit(True)
 
 
 # A violation is a fact, not a flaky probe: one check is enough either way, and a violation

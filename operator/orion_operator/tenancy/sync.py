@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from orion_operator.tenancy.database import connect
+from orion_operator.tenancy.database import ConnectionPool, connect, session
 from orion_operator.tenancy.errors import TenantRowMissing
 from orion_operator.tenancy.rows import (
     DEFAULT_TENANT_TABLE,
@@ -32,9 +32,10 @@ async def sync_tenant(
     write: bool,
     table: TenantTable = DEFAULT_TENANT_TABLE,
     connect_timeout_seconds: int = 5,
+    pool: ConnectionPool | None = None,
 ) -> TenantSyncResult:
     """Ensure (when `write`) or only read the tenant's row, then count its data."""
-    async with connect(url, connect_timeout_seconds=connect_timeout_seconds) as conn:
+    async with session(url, pool=pool, connect_timeout_seconds=connect_timeout_seconds) as conn:
         changed = False
         if write:
             changed = await ensure_tenant(conn, desired, table)
