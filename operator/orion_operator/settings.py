@@ -62,6 +62,15 @@ class OperatorSettings(BaseSettings):
     final_backup_poll_seconds: float = Field(
         5.0, gt=0, description="How often a deleting Tenant checks its final Backup."
     )
+    tenant_resync_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long after its last reconcile a Tenant is reconciled again (row "
+        "counts, rows edited by hand, the integrity check) without a spec change.",
+    )
+    tenant_resync_workers: int = Field(
+        4, ge=1, le=64, description="Tenant resyncs run at once; more wait, none are dropped."
+    )
 
     def retry_delay(self, retry: int) -> float:
         """Exponential backoff for the `retry`-th attempt (0-based), capped."""

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import uuid
+
+import pytest
 
 from orion_operator.devenv.kubectl import kubectl
 from tests.conftest import AppDatabase
 from tests.integration.conftest import (
+    AlertReceivers,
     OperatorProcess,
     apply,
     condition,
     database_secret,
     get_json,
+    start_operator,
+    stop_operator,
     tenant,
     wait_for,
 )
@@ -210,3 +216,49 @@ def test_bad_input_is_rejected_at_apply_time_naming_the_field(
     assert renamed.returncode != 0
     assert "spec.tenantId cannot be changed once set" in renamed.stderr
     operator.assert_running()
+
+
+def test_resync_picks_up_new_rows_and_puts_back_a_row_edited_by_hand(
+    cluster: str,
+    alert_receivers: AlertReceivers,
+    app_database: AppDatabase,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # Its own operator, resyncing every 2 s, on namespaces the shared operator does not watch.
+    namespace = f"orion-resync-{uuid.uuid4().hex[:8]}"
+    running = start_operator(
+        cluster,
+        alert_receivers,
+        tmp_path_factory.mktemp("resync") / "operator.log",
+        namespace_pattern="orion-resync-*",
+        extra_env={"ORION_TENANT_RESYNC_SECONDS": "2"},
+    )
+    kubectl("create", "namespace", namespace)
+    try:
+        apply(database_secret(app_database.url), namespace)
+        assert apply(tenant("acme", plan="pro"), namespace).returncode == 0
+        generation = ready_tenant("acme", namespace)["metadata"]["generation"]
+
+        app_database.execute(
+            """INSERT INTO "User" (id, email, "tenantId") VALUES
+               ('u1', 'ana@acme', 'acme'), ('u2', 'luis@acme', 'acme')"""
+        )
+        app_database.execute("""UPDATE "Tenant" SET plan = 'free' WHERE id = 'acme'""")
+
+        def counts() -> dict | None:
+            obj = get_json("tenant", "acme", "-n", namespace)
+            return obj if obj["status"].get("rowCounts", {}).get("User") == 2 else None
+
+        obj = wait_for(counts, 30, "the resync to count the new users")
+        assert obj["metadata"]["generation"] == generation  # no spec change was needed
+        wait_for(
+            lambda: (
+                app_database.query("""SELECT plan FROM "Tenant" WHERE id = 'acme'""") == [("pro",)]
+            ),
+            30,
+            "the resync to put the plan back",
+        )
+    finally:
+        # While the operator runs, so that it releases the Tenant's finalizer.
+        kubectl("delete", "namespace", namespace, "--timeout=60s", check=False)
+        stop_operator(running)

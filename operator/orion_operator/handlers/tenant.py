@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -28,8 +30,10 @@ from orion_operator.conditions import (
     set_ready,
     utc_now,
 )
-from orion_operator.kube.resources import BackupScheduleResource
+from orion_operator.kube.resources import BackupScheduleResource, TenantResource
+from orion_operator.kube.resync import PeriodicResync
 from orion_operator.kube.secrets import SecretUnavailable
+from orion_operator.kube.status import update_status
 from orion_operator.settings import OperatorSettings
 from orion_operator.tenancy.errors import TenancyError
 from orion_operator.tenancy.integrity import (
@@ -46,6 +50,7 @@ TENANTS = (API_GROUP, API_VERSION, "tenants")
 # Any new value asks for an integrity check now (the annotation change triggers a reconcile).
 # Not under orion.io/: kopf ignores changes to annotations under its own storage prefix.
 INTEGRITY_ANNOTATION = f"integrity.{API_GROUP}/check"
+RESYNC_LOGGER = logging.getLogger("orion_operator.tenant.resync")
 
 
 def effective_provisioning(spec: TenantSpec, settings: OperatorSettings) -> ProvisioningMode:
@@ -318,12 +323,61 @@ async def _measured_reconcile(
 async def tenant_changed(
     *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, logger: Any, **_: Any
 ) -> None:
+    memo.tenant_resync.touch((body.metadata.namespace or "default", body.metadata.name))
     await _measured_reconcile(body, patch, memo, retry, logger)
 
 
-@kopf.timer(*TENANTS, interval=60.0, initial_delay=60.0, idle=10.0)
-async def tenant_resync(
-    *, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int = 0, logger: Any, **_: Any
-) -> None:
-    """Row counts and drift (a row edited by hand) are picked up without a spec change."""
-    await _measured_reconcile(body, patch, memo, retry, logger)
+async def _resync(memo: kopf.Memo, key: tuple[str, str]) -> bool:
+    """One Tenant's periodic reconcile, outside kopf; False when the Tenant is gone."""
+    namespace, name = key
+    try:
+        raw = (await memo.kube.get(TenantResource, name, namespace=namespace)).to_dict()
+    except ApiError as error:
+        if error.status.code == 404:
+            return False
+        raise
+    if raw["metadata"].get("deletionTimestamp"):
+        return False  # the deletion handlers own it now
+    body, patch = kopf.Body(raw), kopf.Patch()
+    logger = logging.LoggerAdapter(RESYNC_LOGGER, {"tenant": f"{namespace}/{name}"})
+    try:
+        await _measured_reconcile(body, patch, memo, 0, logger)
+    except (kopf.TemporaryError, kopf.PermanentError) as error:
+        # As kopf would: the status below says why; the next resync tries again.
+        logger.warning("resync of Tenant %s/%s: %s", namespace, name, error)
+    finally:
+        # kopf applies a handler's patch whatever the outcome; so does the resync.
+        if patch.status:
+            await update_status(
+                memo.kube,
+                TenantResource,
+                name,
+                namespace,
+                lambda _current: dict(patch.status),
+                known=raw,
+            )
+    return True
+
+
+@kopf.on.startup()
+async def start_tenant_resync(memo: kopf.Memo, **_: Any) -> None:
+    """Row counts and drift (a row edited by hand) are picked up without a spec change.
+
+    One loop for all Tenants instead of a kopf timer per Tenant: see kube/resync.py.
+    """
+    settings: OperatorSettings = memo.settings
+    memo.tenant_resync = PeriodicResync[tuple[str, str]](
+        settings.tenant_resync_seconds, settings.tenant_resync_workers
+    )
+    memo.tenant_resync_task = asyncio.create_task(
+        memo.tenant_resync.run(lambda key: _resync(memo, key))
+    )
+
+
+@kopf.on.cleanup()
+async def stop_tenant_resync(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "tenant_resync_task", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
