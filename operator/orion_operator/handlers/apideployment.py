@@ -635,12 +635,18 @@ async def reconcile_api_deployment(
         current_replicas = (current.spec.replicas or 0) if current is not None else 0
         owner = Owner(f"{API_GROUP}/{API_VERSION}", KIND, name, metadata["uid"])
 
-        # The rollout first: it decides which template the Deployment runs. Its state is
-        # written before anything is done, so a restart continues where it was.
+        # The rollout first: it decides which template the Deployment runs. The Backup or Job
+        # a step needs is created before its state is written, and the state before Events
+        # and alerts are sent: a restart in between creates again (a conflict: already
+        # there, its name is fixed per revision) but never finds a named Job that was never
+        # made, and never announces a step twice.
         desired = _desired(name, metadata["uid"], int(generation or 0), spec)
         step = await _advance_rollout(
             memo, namespace, name, spec, desired, Book.from_status(previous_status), live, probe
         )
+        creations = tuple(a for a in step.actions if not isinstance(a, Notice))
+        notices = tuple(a for a in step.actions if isinstance(a, Notice))
+        await _act(memo, namespace, name, spec, owner, creations, event_target, logger)
         rollout_updates = rollout_conditions(step.book.rollout)
         known: Mapping[str, Any] | None = obj
         if step.book != Book.from_status(previous_status):
@@ -655,7 +661,7 @@ async def reconcile_api_deployment(
                 known=obj,
             )
             known = None
-        await _act(memo, namespace, name, spec, owner, step.actions, event_target, logger)
+        await _act(memo, namespace, name, spec, owner, notices, event_target, logger)
 
         # Weighed before a scale-up is applied, so the warning comes first; the scale-up is
         # not held back (an HPA must keep working), only announced.
