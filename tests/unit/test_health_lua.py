@@ -84,9 +84,9 @@ def test_every_recording_has_an_expectation_and_every_kind_is_recorded() -> None
     assert {recording(name)["kind"] for name in EXPECTED} == set(KINDS)
 
 
-def test_there_is_one_health_check_per_kind_in_argo_cds_layout() -> None:
-    scripts = {path.relative_to(ARGOCD_CHECKS) for path in ARGOCD_CHECKS.rglob("*.lua")}
-    assert scripts == {Path(GROUP, kind, "health.lua") for kind in KINDS}
+def test_the_health_check_is_installed_for_every_kind() -> None:
+    data = yaml.safe_load((ARGOCD_CHECKS / "argocd-cm.yaml").read_text())["data"]
+    assert set(data) == {f"resource.customizations.health.{GROUP}_{kind}" for kind in KINDS}
     crds = {yaml.safe_load(p.read_text())["spec"]["names"]["kind"] for p in ROOT.glob("crds/*")}
     assert set(KINDS) <= crds
 

@@ -1,7 +1,10 @@
--- Argo CD health check for orion.io/Restore (Orion Operator).
+-- Argo CD health check for every orion.io kind (Orion Operator); docs/argocd/render-argocd-cm
+-- installs it under each kind's key.
 --
 -- Reads the status the way kstatus does: status.observedGeneration against
 -- metadata.generation, then the Stalled, Reconciling and Ready conditions.
+-- A suspended Tenant, BackupSchedule or DatabaseMaintenance is Suspended: Ready True, phase
+-- Suspended; the other kinds have no such phase, and the check does not invent one.
 -- Argo CD itself reports Missing (not in the cluster), "Pending deletion" while a
 -- deletion is under way, and Unknown when this script fails.
 local hs = {}
@@ -58,6 +61,13 @@ local ready = condition(status, "Ready")
 if ready == nil then
   hs.status = "Progressing"
   hs.message = "Waiting for the Ready condition"
+  return hs
+end
+
+local suspendable = { Tenant = true, BackupSchedule = true, DatabaseMaintenance = true }
+if ready.status == "True" and status.phase == "Suspended" and suspendable[obj.kind] then
+  hs.status = "Suspended"
+  hs.message = describe(ready)
   return hs
 end
 
