@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
@@ -27,7 +27,7 @@ class SecretStore:
     async def get(self, _resource: Any, name: str, namespace: str) -> Secret:
         self.reads += 1
         if name not in self.values:
-            response = httpx.Response(404, json={"code": 404, "message": "not found"})
+            response = httpx2.Response(404, json={"code": 404, "message": "not found"})
             raise ApiError(response=response)
         encoded = base64.b64encode(self.values[name].encode()).decode()
         return Secret(metadata=ObjectMeta(name=name), data={REF.key: encoded})
