@@ -30,6 +30,7 @@ from orion_operator.conditions import (
     set_ready,
     utc_now,
 )
+from orion_operator.kube.peering import PeeringState
 from orion_operator.kube.resources import BackupScheduleResource, TenantResource
 from orion_operator.kube.resync import PeriodicResync
 from orion_operator.kube.secrets import SecretUnavailable
@@ -330,6 +331,8 @@ async def tenant_changed(
 async def _resync(memo: kopf.Memo, key: tuple[str, str]) -> bool:
     """One Tenant's periodic reconcile, outside kopf; False when the Tenant is gone."""
     namespace, name = key
+    if await memo.peering.paused(namespace):
+        return True  # a peer reconciles now; kopf has paused our handlers too
     try:
         raw = (await memo.kube.get(TenantResource, name, namespace=namespace)).to_dict()
     except ApiError as error:
@@ -360,14 +363,22 @@ async def _resync(memo: kopf.Memo, key: tuple[str, str]) -> bool:
 
 
 @kopf.on.startup()
-async def start_tenant_resync(memo: kopf.Memo, **_: Any) -> None:
+async def start_tenant_resync(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Row counts and drift (a row edited by hand) are picked up without a spec change.
 
-    One loop for all Tenants instead of a kopf timer per Tenant: see kube/resync.py.
+    One loop for all Tenants instead of a kopf timer per Tenant: see kube/resync.py. Runs after
+    lifecycle.configure (imported first), which sets the peering settings and memo.settings.
     """
-    settings: OperatorSettings = memo.settings
+    ours: OperatorSettings = memo.settings
+    memo.peering = PeeringState(
+        memo.kube,
+        settings.peering.name,
+        settings.peering.priority,
+        standalone=settings.peering.standalone,
+        clusterwide=settings.peering.clusterwide,
+    )
     memo.tenant_resync = PeriodicResync[tuple[str, str]](
-        settings.tenant_resync_seconds, settings.tenant_resync_workers
+        ours.tenant_resync_seconds, ours.tenant_resync_workers
     )
     memo.tenant_resync_task = asyncio.create_task(
         memo.tenant_resync.run(lambda key: _resync(memo, key))
