@@ -9,6 +9,7 @@ someone changes something. Both follow the abnormal-true convention: present onl
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -122,3 +123,21 @@ def set_ready(
     return set_progress(
         result, progress, reason=reason, message=message, generation=generation, now=now
     )
+
+
+def stalled_status(
+    status: Mapping[str, Any], *, phase: str, reason: str, message: str, generation: int | None
+) -> dict[str, Any]:
+    """The status of a spec the operator cannot use until it changes: Ready False, Stalled."""
+    return {
+        "phase": phase,
+        "observedGeneration": generation,
+        "conditions": set_ready(
+            status.get("conditions"),
+            status=ConditionStatus.FALSE,
+            reason=reason,
+            message=message,
+            generation=generation,
+            progress=Progress.STALLED,
+        ),
+    }

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from orion_operator import API_GROUP
+from orion_operator.alerts.model import ObjectRef
 
 # The Event reasons the operator posts only for critical alerts (alerts/model.py Severity):
 # the health probe's ApiDown and DatabaseDown, a failed Backup, and a rollout that failed or
@@ -64,14 +65,8 @@ class LineStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class Subject:
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}"
+# What a line is about: the same reference alerts carry.
+Subject = ObjectRef
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from orion_operator.backup.schedule import (
     due_fire_time,
     parse_schedule,
 )
-from orion_operator.conditions import Progress, format_time, set_ready, utc_now
+from orion_operator.conditions import format_time, set_ready, stalled_status, utc_now
 from orion_operator.kube.resources import BackupResource
 
 BACKUPSCHEDULES = (API_GROUP, API_VERSION, "backupschedules")
@@ -55,18 +55,15 @@ def _report_error(
         patch,
         body.status,
         {
-            "phase": SchedulePhase.ERROR.value,
-            "observedGeneration": generation,
-            "nextScheduleTime": None,
             # No Backup is made until the spec is fixed.
-            "conditions": set_ready(
-                body.status.get("conditions"),
-                status=ConditionStatus.FALSE,
+            **stalled_status(
+                body.status,
+                phase=SchedulePhase.ERROR.value,
                 reason=reason,
                 message=message,
                 generation=generation,
-                progress=Progress.STALLED,
             ),
+            "nextScheduleTime": None,
         },
     )
 

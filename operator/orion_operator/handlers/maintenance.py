@@ -29,6 +29,7 @@ from orion_operator.conditions import (
     format_time,
     set_progress,
     set_ready,
+    stalled_status,
     utc_now,
 )
 from orion_operator.kube.resources import DatabaseMaintenanceResource, merge_patch_status
@@ -100,20 +101,17 @@ def _error(body: kopf.Body, patch: kopf.Patch, reason: str, message: str) -> Non
     generation = body.metadata.get("generation")
     if body.status.get("phase") != MaintenancePhase.ERROR.value:
         kopf.warn(body, reason=reason, message=message)
+    # Nothing runs until the spec is fixed.
     patch.status.update(
         {
-            "phase": MaintenancePhase.ERROR.value,
-            "observedGeneration": generation,
-            "nextRunTime": None,
-            # Nothing runs until the spec is fixed.
-            "conditions": set_ready(
-                body.status.get("conditions"),
-                status=ConditionStatus.FALSE,
+            **stalled_status(
+                body.status,
+                phase=MaintenancePhase.ERROR.value,
                 reason=reason,
                 message=message,
                 generation=generation,
-                progress=Progress.STALLED,
             ),
+            "nextRunTime": None,
         }
     )
 
