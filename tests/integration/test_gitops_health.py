@@ -7,8 +7,10 @@ tests/fixtures/statuses/, the recordings the unit tests run the Lua checks over.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,30 @@ def settled(
         return obj if done(obj) else None
 
     return wait_for(check, timeout=120, what=f"{kind} {name} to settle")
+
+
+@contextlib.contextmanager
+def generations_seen(kind: str, name: str, namespace: str) -> Iterator[list[tuple[int, ...]]]:
+    """(generation, status.observedGeneration, status.rollout.generation) of every version
+    written while the block runs, as a watch delivers them: polling can miss a state that
+    lasts a moment. A field not set reads 0."""
+    seen: list[tuple[int, ...]] = []
+    fields = "{.metadata.generation} {.status.observedGeneration} {.status.rollout.generation}"
+    line = f"jsonpath={fields}{{'\\n'}}"
+    watch = subprocess.Popen(
+        ["kubectl", "get", RESOURCES[kind], name, "-n", namespace, "--watch", "-o", line],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield seen
+    finally:
+        watch.terminate()
+        output, _ = watch.communicate(timeout=30)
+    # Stopped mid-write, the last line may be cut short: only whole lines count.
+    for line in output.splitlines(keepends=True):
+        if line.endswith("\n"):
+            seen.append(tuple(int(value or 0) for value in line.split(" ")))
 
 
 def phase_is(*phases: str) -> Callable[[dict[str, Any]], bool]:
@@ -290,27 +316,33 @@ def test_rollouts_and_runs_under_way_are_in_progress_and_failed_ones_stalled(
 
     # Cordoned nodes keep new pods Pending: the rollout and the backup Job stay under way.
     cordon(cordoned)
-    assert apply(manifest(api, V2), namespace).returncode == 0
-    job_backup = backup(
-        "running",
-        executor="job",
-        storage={"volume": {"path": str(tmp_path), "claimName": "orion-backups"}},
-    )
-    assert apply(job_backup, namespace).returncode == 0
-    seen = {
-        "apideployment-rolling-out": checked(
-            "apideployment-rolling-out",
-            settled("ApiDeployment", "orion-api", namespace, phase_is("Progressing")),
-            IN_PROGRESS,
-            "Progressing",
-        ),
-        "backup-running": checked(
-            "backup-running",
-            settled("Backup", "running", namespace, phase_is("Running")),
-            IN_PROGRESS,
-            "Progressing",
-        ),
-    }
+    with generations_seen("ApiDeployment", "orion-api", namespace) as versions:
+        assert apply(manifest(api, V2), namespace).returncode == 0
+        job_backup = backup(
+            "running",
+            executor="job",
+            storage={"volume": {"path": str(tmp_path), "claimName": "orion-backups"}},
+        )
+        assert apply(job_backup, namespace).returncode == 0
+        seen = {
+            "apideployment-rolling-out": checked(
+                "apideployment-rolling-out",
+                settled("ApiDeployment", "orion-api", namespace, phase_is("Progressing")),
+                IN_PROGRESS,
+                "Progressing",
+            ),
+            "backup-running": checked(
+                "backup-running",
+                settled("Backup", "running", namespace, phase_is("Running")),
+                IN_PROGRESS,
+                "Progressing",
+            ),
+        }
+    # No version reports the new generation's rollout beside the old observedGeneration: a
+    # reader would take the new rollout's phase for the old spec's.
+    assert any(generation == 2 for generation, _, _ in versions), versions
+    for _, observed, rollout_started_for in versions:
+        assert observed >= rollout_started_for, versions
     for node in cordoned:
         kubectl("uncordon", node)
     released(namespace, V2)

@@ -656,7 +656,12 @@ async def reconcile_api_deployment(
                 name,
                 namespace,
                 functools.partial(
-                    _status_change, step.book.status_fields(), rollout_updates, generation
+                    _status_change,
+                    # The book was worked out from this generation's spec: say so with it,
+                    # or a reader sees the new rollout's phase beside the old generation.
+                    step.book.status_fields() | {"observedGeneration": generation},
+                    rollout_updates,
+                    generation,
                 ),
                 known=obj,
             )
