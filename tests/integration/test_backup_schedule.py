@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,71 @@ def test_a_tenant_backup_block_keeps_an_owned_tenant_schedule(
         ),
         what="the tenant's BackupSchedule to be deleted",
     )
+
+
+def garbage_collector_sees_backups() -> None:
+    """Wait until the garbage collector's discovery (every 30 s) has picked up the Backup CRD.
+
+    Before that it neither orphans nor cascades to Backups, and later deletes any whose owner
+    has gone meanwhile: in a cluster whose CRDs are seconds old, a Backup orphaned by the
+    operator's delete would still disappear.
+    """
+    created = kubectl(
+        "get", "crd", "backups.orion.io", "-o", "jsonpath={.metadata.creationTimestamp}"
+    ).stdout
+    age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(created)
+    time.sleep(max(0.0, 40 - age.total_seconds()))
+
+
+def test_removing_the_block_or_deleting_the_tenant_keeps_the_backups_already_taken(
+    operator: OperatorProcess, namespace: str, app_database: AppDatabase, tmp_path: Path
+):
+    apply(database_secret(app_database.url), namespace)
+    volume = {"volume": {"path": str(tmp_path), "minFreePercent": 1}}
+    block = {"schedule": "30 3 * * *", "suspend": True, "storage": volume}
+
+    def found(kind: str, name: str) -> dict[str, Any] | None:
+        listed = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+        return json.loads(listed.stdout) if listed.returncode == 0 else None
+
+    def taken_by_the_tenant_schedule(backup_name: str) -> Path:
+        """A Backup as the tenant's schedule makes it (labelled and owned), once Completed."""
+        owner = wait_for(
+            lambda: found("backupschedule", "acme-backup"), what="the tenant's BackupSchedule"
+        )["metadata"]
+        made = backup(backup_name, storage=volume)
+        made["metadata"]["labels"] = {SCHEDULE_LABEL: "acme-backup"}
+        made["metadata"]["ownerReferences"] = [owner_reference("acme-backup", owner["uid"])]
+        apply(made, namespace)
+        status = finished(backup_name, namespace)["status"]
+        assert status["phase"] == "Completed", status
+        return Path(status["location"].removeprefix("file://"))
+
+    def orphaned(backup_name: str) -> bool:
+        # Garbage collection has dealt with the deleted owner: it dropped the reference.
+        kept = found("backup", backup_name)
+        return kept is not None and not kept["metadata"].get("ownerReferences")
+
+    def schedule_gone() -> bool:
+        return found("backupschedule", "acme-backup") is None
+
+    apply(tenant("acme", backup=block), namespace)
+    first = taken_by_the_tenant_schedule("acme-backup-202612010330")
+    garbage_collector_sees_backups()
+    apply(tenant("acme"), namespace)  # the block removed
+    wait_for(schedule_gone, what="the tenant's BackupSchedule to be deleted")
+    wait_for(lambda: orphaned("acme-backup-202612010330"), what="the first Backup orphaned")
+
+    apply(tenant("acme", backup=block), namespace)
+    second = taken_by_the_tenant_schedule("acme-backup-202612020330")
+    kubectl("delete", "tenant", "acme", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_for(schedule_gone, what="the deleted Tenant's BackupSchedule to go")
+    wait_for(lambda: orphaned("acme-backup-202612020330"), what="the second Backup orphaned")
+
+    kept = {"acme-backup-202612010330": first, "acme-backup-202612020330": second}
+    for name, artifact in kept.items():
+        assert phase(name, namespace) == "Completed"
+        assert artifact.exists(), f"{name}: its artifact {artifact} was deleted"
 
 
 def test_an_impossible_date_is_reported_in_status(operator: OperatorProcess, namespace: str):

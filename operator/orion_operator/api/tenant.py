@@ -118,7 +118,8 @@ class TenantSpec(schema.BaseModel):
     backup: schema.Optional[TenantBackupSpec] = Field(
         None,
         description="Scheduled backups of this tenant's rows: the operator keeps a "
-        "BackupSchedule <name>-backup for them, and deletes it when this block goes.",
+        "BackupSchedule <name>-backup for them, and deletes it when this block or the "
+        "Tenant goes; the Backups it took stay, with their artifacts.",
     )
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 from lightkube.core.exceptions import ApiError
+from lightkube.types import CascadeType
 
 from orion_operator import API_GROUP, API_VERSION, metrics
 from orion_operator.alerts.model import ObjectRef, Severity
@@ -143,7 +144,6 @@ async def sync_backup_schedule(
     body: kopf.Body, spec: TenantSpec, patch: kopf.Patch, memo: kopf.Memo
 ) -> None:
     """Keep the BackupSchedule of `spec.backup` (server-side apply), or delete it when unset."""
-    namespace = body.metadata.namespace or "default"
     schedule_name = tenant_schedule_name(body.metadata.name)
     if spec.backup is not None:
         await memo.kube.apply(
@@ -155,15 +155,32 @@ async def sync_backup_schedule(
         return
     if body.status.get("backupSchedule") is None:
         return
+    await delete_schedule_keeping_its_backups(body, memo)
+    patch.status["backupSchedule"] = None
+
+
+async def delete_schedule_keeping_its_backups(body: kopf.Body, memo: kopf.Memo) -> None:
+    """Delete the Tenant's own BackupSchedule, orphaning the Backups it took.
+
+    Garbage collection would otherwise cascade to those Backups, whose finalizers delete their
+    artifacts: removing the `backup` block, or deleting a Tenant that keeps its data, must not
+    throw away the tenant's backups. Orphaned, they keep their artifacts until deleted by name.
+    """
+    namespace = body.metadata.namespace or "default"
+    schedule_name = tenant_schedule_name(body.metadata.name)
     try:
         existing = await memo.kube.get(BackupScheduleResource, schedule_name, namespace=namespace)
         owners = (existing.to_dict().get("metadata") or {}).get("ownerReferences") or []
         if any(owner.get("uid") == body.metadata.uid for owner in owners):
-            await memo.kube.delete(BackupScheduleResource, schedule_name, namespace=namespace)
+            await memo.kube.delete(
+                BackupScheduleResource,
+                schedule_name,
+                namespace=namespace,
+                cascade=CascadeType.ORPHAN,
+            )
     except ApiError as error:
         if error.status.code != 404:
             raise
-    patch.status["backupSchedule"] = None
 
 
 async def reconcile_tenant(

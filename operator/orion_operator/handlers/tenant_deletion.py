@@ -1,10 +1,13 @@
 """Deleting a Tenant object: its deletionPolicy, applied behind the operator's finalizer.
 
-Retain has no handler: the object goes once kopf has stopped its resync timer. Suspend marks
+Retain has no handler: the object goes at once. Suspend marks
 the tenant row suspended. Delete creates a final tenant Backup (not owned by the Tenant, so it
 outlives it), waits for it to be Completed, then deletes the tenant's rows in one transaction
 (`tenancy.deletion`). A Failed final Backup blocks the deletion until someone deletes that
 Backup (a new one is then taken) or sets Retain.
+
+Whatever the policy, a Tenant with a `backup` block deletes its BackupSchedule first, orphaning
+the Backups already taken, so garbage collection does not take their artifacts with it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from orion_operator.backup.job import label_value
 from orion_operator.handlers.tenant import (
     TENANT_LABEL,
     TENANTS,
+    delete_schedule_keeping_its_backups,
     effective_provisioning,
     tenant_table,
 )
@@ -51,6 +55,10 @@ def needs_finalizer(spec: kopf.Spec, **_: Any) -> bool:
     """Retain leaves everything as it is: nothing to do before the object goes."""
     policy = spec.get("deletionPolicy") or TenantDeletionPolicy.RETAIN.value
     return bool(policy != TenantDeletionPolicy.RETAIN.value)
+
+
+def keeps_a_backup_schedule(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    return spec.get("backup") is not None or status.get("backupSchedule") is not None
 
 
 def final_backup_manifest(body: kopf.Body, spec: TenantSpec) -> dict[str, Any]:
@@ -106,6 +114,11 @@ def _progress(
         "reason": reason,
         "message": message,
     }
+
+
+@kopf.on.delete(*TENANTS, when=keeps_a_backup_schedule)
+async def tenant_schedule_deleted(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    await delete_schedule_keeping_its_backups(body, memo)
 
 
 @kopf.on.delete(*TENANTS, when=needs_finalizer)
