@@ -125,3 +125,34 @@ async def test_an_unreachable_database_reads_as_without_the_pool_and_hides_the_p
         await pool.close()
     assert "cannot connect to PostgreSQL" in raised.value.message
     assert "Sup3r-Secret" not in raised.value.message
+
+
+async def test_connections_of_a_url_no_longer_used_are_closed_once_idle_too_long(
+    app_database: AppDatabase,
+) -> None:
+    """A rotated password changes the URL: the old URL's connections must not stay open."""
+    pool = ConnectionPool(max_idle_seconds=0.5)
+    before, after = (
+        f"{app_database.url}?application_name={name}" for name in ("before-rotation", "after")
+    )
+
+    def sessions_of(application: str) -> int:
+        row = app_database.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (application,)
+        )[0]
+        return int(row[0])
+
+    try:
+        kept = await backend_pid(pool, after)
+        await backend_pid(pool, before)
+        assert sessions_of("before-rotation") == 1
+        await asyncio.sleep(0.6)
+        assert await backend_pid(pool, after) != kept  # idle too long: closed, a new one opened
+        for _ in range(50):
+            if sessions_of("before-rotation") == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert sessions_of("before-rotation") == 0
+        assert await backend_pid(pool, after) == await backend_pid(pool, after)
+    finally:
+        await pool.close()

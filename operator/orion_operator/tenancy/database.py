@@ -63,10 +63,25 @@ class ConnectionPool:
     # An idle connection older than this is checked before use (the server may have restarted).
     CHECK_AFTER_IDLE_SECONDS = 10.0
 
-    def __init__(self, max_per_database: int = 8) -> None:
+    def __init__(self, max_per_database: int = 8, max_idle_seconds: float = 300.0) -> None:
         self.max_per_database = max_per_database
+        # Longer than the one-minute Tenant resync, so a steady operator keeps its connections;
+        # a URL nobody asks for any more (a rotated password, a deleted database) lets its go.
+        self.max_idle_seconds = max_idle_seconds
         self._idle: dict[str, list[tuple[psycopg.AsyncConnection, float]]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
+
+    async def _close_long_idle(self) -> None:
+        oldest_kept = time.monotonic() - self.max_idle_seconds
+        stale = []
+        # Sorted out before the first await, so no other task sees a half-pruned list.
+        for url, idle in list(self._idle.items()):
+            stale += [connection for connection, since in idle if since < oldest_kept]
+            idle[:] = [(connection, since) for connection, since in idle if since >= oldest_kept]
+            if not idle:
+                del self._idle[url]
+        for connection in stale:
+            await connection.close()
 
     async def _take_idle(self, url: str) -> psycopg.AsyncConnection | None:
         idle = self._idle.get(url) or []
@@ -95,6 +110,7 @@ class ConnectionPool:
     ) -> AsyncIterator[psycopg.AsyncConnection]:
         """An autocommit connection to `url`, given back for reuse when left clean."""
         secrets = secrets_of_url(url)
+        await self._close_long_idle()
         slots = self._slots.setdefault(url, asyncio.Semaphore(self.max_per_database))
         async with slots:
             connection = await self._take_idle(url)
