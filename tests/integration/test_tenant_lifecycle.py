@@ -197,7 +197,7 @@ def test_a_failed_final_backup_blocks_the_deletion_until_the_policy_is_retain(
     assert checksum_of_others(app_database, "nobody") == before
 
 
-def test_integrity_violation_raises_one_warning_and_one_recovery_on_demand(
+def test_integrity_violation_raises_one_warning_and_one_recovery_for_all_tenants_on_demand(
     operator: OperatorProcess,
     alert_receivers: AlertReceivers,
     namespace: str,
@@ -205,56 +205,65 @@ def test_integrity_violation_raises_one_warning_and_one_recovery_on_demand(
 ):
     app_database.execute(SEED)
     apply(database_secret(app_database.url), namespace)
+    names = ("acme", "globex")  # two Tenants on one database: one check's worth of alerts
     apply(tenant("acme", plan="pro"), namespace)
+    apply(tenant("globex"), namespace)
     obj = ready_tenant("acme", namespace)
+    ready_tenant("globex", namespace)
     # The platform admin in "User" is allowed by the default allow-list.
     integrity = obj["status"]["integrity"]
     assert integrity["clean"] is True and integrity["allowedNullTenantRows"] == {"User": 1}
 
-    def checked(trigger: str) -> dict[str, Any]:
+    def checked_once(name: str, trigger: str) -> dict[str, Any]:
         kubectl(
-            "annotate", "tenant", "acme", "-n", namespace, "--overwrite",
+            "annotate", "tenant", name, "-n", namespace, "--overwrite",
             f"integrity.orion.io/check={trigger}",
         )  # fmt: skip
         return wait_for(
             lambda: (
-                (o := get_json("tenant", "acme", "-n", namespace))["status"]
+                (o := get_json("tenant", name, "-n", namespace))["status"]
                 .get("integrity", {})
                 .get("trigger")
                 == trigger
                 and o
             ),
-            what=f"the integrity check {trigger}",
-        )
+            what=f"the integrity check {trigger} of {name}",
+        )["status"]
+
+    def checked(trigger: str) -> list[dict[str, Any]]:
+        return [checked_once(name, trigger) for name in names]
+
+    def warned(reason: str) -> set[str]:
+        return {e["involvedObject"]["name"] for e in events(namespace) if e["reason"] == reason}
 
     app_database.execute(
         """INSERT INTO "Product" (id, "tenantId", sku, name) VALUES ('stray', NULL, 'X', 'x')"""
     )
-    violated = checked("first")["status"]
-    assert violated["integrity"]["clean"] is False
-    assert violated["integrity"]["nullTenantRows"] == {"Product": 1}
-    assert violated["integrity"]["violations"] == 1
-    assert violated["alerts"]["integrity"]["firing"] is True
+    for violated in checked("first"):
+        assert violated["integrity"]["clean"] is False
+        assert violated["integrity"]["nullTenantRows"] == {"Product": 1}
+        assert violated["integrity"]["violations"] == 1
+        assert violated["alerts"]["integrity"]["firing"] is True
     warning = wait_for(
         lambda: alerts_for(alert_receivers, namespace, "IntegrityViolation"),
         what="the integrity alert",
     )[0]
     assert warning["severity"] == "warning" and warning["check"] == "integrity"
     assert 'Product: 1 row(s) with a NULL "tenantId"' in warning["message"]
+    wait_for(lambda: warned("IntegrityViolation") == set(names), what="each Tenant's Event")
 
     # The violation persists: checked again, no second alert.
     checked("second")
     app_database.execute("""DELETE FROM "Product" WHERE id = 'stray'""")
-    cleared = checked("third")["status"]
-    assert cleared["integrity"]["clean"] is True
+    for cleared in checked("third"):
+        assert cleared["integrity"]["clean"] is True
     recovery = wait_for(
         lambda: alerts_for(alert_receivers, namespace, "IntegrityRestored"),
         what="the recovery alert",
     )
+    wait_for(lambda: warned("IntegrityRestored") == set(names), what="each Tenant's recovery")
     assert len(recovery) == 1 and recovery[0]["severity"] == "info"
     assert len(alerts_for(alert_receivers, namespace, "IntegrityViolation")) == 1
-    reasons = [e["reason"] for e in events(namespace)]
-    assert "IntegrityViolation" in reasons and "IntegrityRestored" in reasons
 
 
 def test_bad_lifecycle_input_is_rejected_at_apply_time_naming_the_field(

@@ -8,7 +8,7 @@ import secrets
 import psycopg
 import pytest
 
-from orion_operator.alerts.model import ObjectRef, Severity, Transition
+from orion_operator.alerts.model import Alert, ObjectRef, Severity, Transition
 from orion_operator.alerts.state import CheckState
 from orion_operator.settings import DEFAULT_INTEGRITY_ALLOW_LIST
 from orion_operator.tenancy.database import connect
@@ -20,6 +20,9 @@ from orion_operator.tenancy.deletion import (
 from orion_operator.tenancy.errors import SchemaMismatch
 from orion_operator.tenancy.integrity import (
     AllowListInvalid,
+    IntegrityAlertGate,
+    IntegrityReport,
+    database_of,
     integrity_alert_step,
     run_integrity_check,
 )
@@ -275,3 +278,61 @@ async def test_integrity_alerts_once_per_violation_and_once_on_recovery(
         (Transition.RESOLVED, Severity.INFO, "IntegrityRestored"),
         None,
     ]
+
+
+async def test_tenants_sharing_a_database_send_one_alert_per_transition(
+    app_database: AppDatabase,
+) -> None:
+    seed_two_tenants(app_database)  # with a NULL-tenant AuditLog row: a violation
+    gate = IntegrityAlertGate()
+    database = database_of(app_database.url)
+    states = {name: CheckState() for name in ("acme", "globex")}
+    start = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+
+    async def both_check(at: datetime.timedelta) -> list[str]:
+        """Each Tenant's check and alert step, as its reconcile does; what reaches the channels."""
+        report = await run_integrity_check(app_database.url, DEFAULT_INTEGRITY_ALLOW_LIST)
+        sent = []
+        for name, prior in states.items():
+            states[name], alert = integrity_alert_step(
+                prior,
+                report,
+                subject=ObjectRef("Tenant", "ns", name),
+                subject_uid=name,
+                now=start + at + datetime.timedelta(seconds=len(sent)),
+                database=database,
+            )
+            if alert is not None and gate.admits(database, alert):
+                assert alert.details["database"] == database
+                sent.append(f"{alert.reason} by {name}")
+        return sent
+
+    assert await both_check(datetime.timedelta(0)) == ["IntegrityViolation by acme"]
+    assert all(state.firing for state in states.values())  # each Tenant's status says so
+    assert await both_check(datetime.timedelta(minutes=1)) == []
+    # The reminder after 4 hours: both Tenants repeat it, the channels hear it once.
+    reminders = await both_check(datetime.timedelta(hours=4, minutes=1))
+    assert reminders == ["IntegrityViolation by acme"]
+    app_database.execute("""DELETE FROM "AuditLog" WHERE "tenantId" IS NULL""")
+    assert await both_check(datetime.timedelta(hours=5)) == ["IntegrityRestored by acme"]
+
+
+def test_the_alert_gate_keeps_databases_apart() -> None:
+    gate = IntegrityAlertGate()
+    violation = IntegrityReport(null_tenant_rows={"Product": 1})
+    now = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+
+    def alert_of(name: str) -> Alert:
+        _, alert = integrity_alert_step(
+            CheckState(),
+            violation,
+            subject=ObjectRef("Tenant", "ns", name),
+            subject_uid=name,
+            now=now,
+        )
+        assert alert is not None
+        return alert
+
+    assert gate.admits("orion on db-a:5432", alert_of("acme"))
+    assert not gate.admits("orion on db-a:5432", alert_of("globex"))
+    assert gate.admits("orion on db-b:5432", alert_of("initech"))

@@ -41,6 +41,7 @@ from orion_operator.tenancy.errors import TenancyError
 from orion_operator.tenancy.integrity import (
     INTEGRITY_CHECK,
     IntegrityReport,
+    database_of,
     integrity_alert_step,
     run_integrity_check,
 )
@@ -308,6 +309,7 @@ async def _check_integrity(
         subject=ObjectRef("Tenant", namespace, body.metadata.name),
         subject_uid=body.metadata.uid or "",
         now=utc_now(),
+        database=database_of(url),
     )
     quiet = state == CheckState(successes=state.successes) and not state.firing
     patch.status["alerts"] = {
@@ -318,8 +320,16 @@ async def _check_integrity(
             kopf.event(body, type="Normal", reason=alert.reason, message=alert.message)
         else:
             kopf.warn(body, reason=alert.reason, message=alert.message)
-        memo.alert_sender.submit(alert)
-        logger.info("integrity alert=%s violations=%d", alert.reason, report.violations)
+        # Every Tenant on the database saw the same rows: the channels hear it once.
+        sent = memo.integrity_alerts.admits(database_of(url), alert)
+        if sent:
+            memo.alert_sender.submit(alert)
+        logger.info(
+            "integrity alert=%s violations=%d %s",
+            alert.reason,
+            report.violations,
+            "sent" if sent else "already sent for this database",
+        )
 
 
 async def _measured_reconcile(

@@ -162,6 +162,7 @@ def integrity_alert_step(
     subject: ObjectRef,
     subject_uid: str,
     now: datetime.datetime,
+    database: str = "",
     policy: AlertPolicy = INTEGRITY_POLICY,
 ) -> tuple[CheckState, Alert | None]:
     """The next alert state for this report, and the alert to send (warning, or the recovery)."""
@@ -195,6 +196,41 @@ def integrity_alert_step(
         message=message,
         subject=subject,
         occurred_at=now,
-        details={"check": INTEGRITY_CHECK, "violations": str(report.violations)},
+        details={
+            "check": INTEGRITY_CHECK,
+            "violations": str(report.violations),
+            "database": database,
+        },
     )
     return state, alert
+
+
+def database_of(url: str) -> str:
+    """`dbname on host:port`: which database a check ran on, without the credentials."""
+    parts = psycopg.conninfo.conninfo_to_dict(url)
+    return f"{parts.get('dbname', '')} on {parts.get('host', '')}:{parts.get('port', 5432)}"
+
+
+class IntegrityAlertGate:
+    """One integrity alert per database and transition, however many Tenants share it.
+
+    The check counts the whole database, so every Tenant on it sees the same violation at about
+    the same time; each keeps its own state and Event, and the first one's alert stands for all.
+    The same reason again for that database within half the repeat interval is dropped: the
+    Tenants' 4-hourly reminders collapse into one, while a flap (violation, restored, violation)
+    still sends each change. In memory only: after a restart each Tenant's state in status
+    already holds the transitions it made, so nothing fires again for them.
+    """
+
+    def __init__(self, policy: AlertPolicy = INTEGRITY_POLICY) -> None:
+        self.window = policy.repeat_interval / 2
+        self._last: dict[str, tuple[str, datetime.datetime]] = {}
+
+    def admits(self, database: str, alert: Alert) -> bool:
+        last = self._last.get(database)
+        if last is not None:
+            reason, at = last
+            if reason == alert.reason and alert.occurred_at - at < self.window:
+                return False
+        self._last[database] = (alert.reason, alert.occurred_at)
+        return True
