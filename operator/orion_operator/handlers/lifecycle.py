@@ -18,7 +18,7 @@ from orion_operator.alerts.sender import BackgroundAlertSender
 from orion_operator.kube.secrets import SecretCache
 from orion_operator.settings import OperatorSettings
 from orion_operator.tenancy.database import ConnectionPool
-from orion_operator.tenancy.integrity import IntegrityAlertGate
+from orion_operator.tenancy.integrity import IntegrityAlertGate, SharedIntegrityChecks
 
 
 @kopf.on.startup()
@@ -63,6 +63,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # Thousands of Tenants share one database Secret: one GET per reconcile was a quarter of
     # the operator's requests and CPU.
     memo.secret_cache = SecretCache()
+    # The integrity queries count a whole database: one check serves every Tenant on it.
+    memo.integrity_checks = SharedIntegrityChecks()
     memo.integrity_alerts = IntegrityAlertGate()
     if memo.settings.metrics_port:
         prometheus_client.start_http_server(memo.settings.metrics_port, memo.settings.metrics_host)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import time
 from typing import Any
@@ -260,9 +261,11 @@ async def reconcile_tenant(
     await _check_integrity(body, patch, memo, url, table, logger)
 
 
-def _integrity_status(report: IntegrityReport, trigger: str | None) -> dict[str, Any]:
+def _integrity_status(
+    report: IntegrityReport, trigger: str | None, checked_at: datetime.datetime
+) -> dict[str, Any]:
     return {
-        "checkedAt": format_time(utc_now()),
+        "checkedAt": format_time(checked_at),
         "clean": report.clean,
         "violations": report.violations,
         "nullTenantRows": report.null_tenant_rows,
@@ -284,23 +287,33 @@ async def _check_integrity(
     """The runbook's integrity queries; a failure here is reported but leaves Ready alone."""
     settings = memo.settings
     trigger = body.metadata.annotations.get(INTEGRITY_ANNOTATION)
-    try:
-        report = await run_integrity_check(
+    # A new annotation value asks for a check now, not a recent one's counts.
+    on_demand = trigger is not None and trigger != (body.status.get("integrity") or {}).get(
+        "trigger"
+    )
+    checked = await memo.integrity_checks.check(
+        url,
+        table,
+        lambda: run_integrity_check(
             url,
             settings.integrity_allow_list,
             table=table,
             connect_timeout_seconds=settings.database_connect_timeout_seconds,
             pool=memo.database_pool,
-        )
+        ),
+        fresh=on_demand,
+    )
+    try:
+        report = checked.result()
     except TenancyError as error:
         patch.status["integrity"] = {
-            "checkedAt": format_time(utc_now()),
+            "checkedAt": format_time(checked.checked_at),
             "trigger": trigger,
             "message": f"{error.reason}: {error.message}",
         }
         kopf.warn(body, reason=error.reason, message=error.message)
         return
-    patch.status["integrity"] = _integrity_status(report, trigger)
+    patch.status["integrity"] = _integrity_status(report, trigger, checked.checked_at)
     namespace = body.metadata.namespace or "default"
     prior = CheckState.model_validate((body.status.get("alerts") or {}).get(INTEGRITY_CHECK) or {})
     state, alert = integrity_alert_step(

@@ -9,9 +9,11 @@ transaction, so an allow-list condition cannot write either.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
@@ -147,6 +149,70 @@ async def run_integrity_check(
             # As it was: a pooled connection goes back to the next caller in autocommit.
             await conn.set_read_only(None)
             await conn.set_autocommit(True)
+
+
+@dataclass(frozen=True)
+class CheckedIntegrity:
+    """A check's outcome: the report or the error that stopped it, and when it ran."""
+
+    report: IntegrityReport | None
+    error: TenancyError | None
+    checked_at: datetime.datetime
+    started: float  # on the shared checks' clock, for its age
+
+    def result(self) -> IntegrityReport:
+        if self.error is not None:
+            raise self.error
+        assert self.report is not None
+        return self.report
+
+
+class SharedIntegrityChecks:
+    """At most one integrity check per database at a time, its outcome shared for `max_age`.
+
+    The queries count the whole database, and every Tenant on it reconciles and resyncs: one
+    check per Tenant would scan each tenant-scoped table as many times a minute as there are
+    Tenants. Reconciles that ask while a check runs wait for it; one asking later reuses an
+    outcome younger than `max_age` (a failure too, so an unreachable database is not dialled
+    once per Tenant in a queue). A `fresh` request (the on-demand annotation) reuses only a
+    check that started after it was made.
+    """
+
+    def __init__(
+        self, max_age_seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._latest: dict[tuple[str, ...], CheckedIntegrity] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+
+    async def check(
+        self,
+        url: str,
+        table: TenantTable,
+        run: Callable[[], Awaitable[IntegrityReport]],
+        *,
+        fresh: bool = False,
+    ) -> CheckedIntegrity:
+        # The URL, not only the database: another role may see other rows.
+        key = (url, table.schema, table.table, table.id_column)
+        asked = self._clock()
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            latest = self._latest.get(key)
+            if latest is not None and (
+                latest.started >= asked
+                if fresh
+                else self._clock() - latest.started < self.max_age_seconds
+            ):
+                return latest
+            started, checked_at = self._clock(), datetime.datetime.now(datetime.UTC)
+            report, error = None, None
+            try:
+                report = await run()
+            except TenancyError as failure:
+                error = failure
+            self._latest[key] = CheckedIntegrity(report, error, checked_at, started)
+            return self._latest[key]
 
 
 # A violation is a fact, not a flaky probe: one check is enough either way, and a violation
