@@ -10,6 +10,7 @@ import argparse
 import datetime
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,10 +41,27 @@ class PluginError(Exception):
     """Something to tell the user on stderr (exit status 2)."""
 
 
+def _merged_by_kubectl() -> dict[str, Any]:
+    """$KUBECONFIG's files merged by kubectl itself, so its rules decide (first file wins)."""
+    try:
+        merged = subprocess.run(
+            ["kubectl", "config", "view", "--raw", "--flatten", "-o", "json"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except FileNotFoundError:
+        raise PluginError("$KUBECONFIG lists several files: merging them needs kubectl") from None
+    if merged.returncode != 0:
+        raise PluginError(f"cannot merge the $KUBECONFIG files: {merged.stderr.strip()}")
+    config: dict[str, Any] = json.loads(merged.stdout)
+    return config
+
+
 def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
     """As kubectl: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else in-cluster.
 
-    From a $KUBECONFIG list the first file that exists is read (kubectl would merge them).
+    A $KUBECONFIG list with several existing files is merged by kubectl, as kubectl would use it.
     """
     candidates = (
         [kubeconfig]
@@ -52,9 +70,12 @@ def load_config(kubeconfig: str | None, context: str | None) -> SingleConfig:
     )
     if not candidates:
         candidates = [str(Path("~/.kube/config").expanduser())]
-    path = next((p for p in candidates if Path(p).expanduser().is_file()), None)
+    existing = [p for p in candidates if Path(p).expanduser().is_file()]
+    path = existing[0] if existing else None
     try:
-        if path is not None:
+        if len(existing) > 1:
+            config = KubeConfig.from_dict(_merged_by_kubectl())
+        elif path is not None:
             config = KubeConfig.from_file(Path(path).expanduser())
         elif kubeconfig:
             raise PluginError(f"--kubeconfig {kubeconfig}: no such file")

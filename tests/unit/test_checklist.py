@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -486,6 +487,25 @@ def test_kubeconfig_flag_wins_over_the_environment(
     monkeypatch.setenv("KUBECONFIG", str(from_env))
     assert load_config(None, None).cluster.server == "https://env.example:6443"
     assert load_config(str(flag), None).cluster.server == "https://flag.example:6443"
+
+
+def test_a_kubeconfig_list_is_merged_as_kubectl_merges_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first file has a context but no current-context: kubectl takes that from the second.
+    first = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "a", "cluster": {"server": "https://a.example:6443"}}],
+        "users": [{"name": "ua", "user": {"token": "ta"}}],
+        "contexts": [{"name": "decoy", "context": {"cluster": "a", "user": "ua"}}],
+    }
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(first))
+    second = write_kubeconfig(tmp_path / "b.yaml", "https://b.example:6443")
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'a.yaml'}{os.pathsep}{second}")
+    assert load_config(None, None).cluster.server == "https://b.example:6443"
+    assert load_config(None, None).namespace == "prod"
+    assert load_config(None, "decoy").cluster.server == "https://a.example:6443"
 
 
 def test_the_first_existing_file_of_a_kubeconfig_list_and_the_context_namespace(
