@@ -57,6 +57,17 @@ def test_queue_disconnected_or_failing_over_threshold_is_degraded() -> None:
     assert classify_health(200, body(document), queue_failed_threshold=None).problems[1:] == ()
 
 
+def test_an_answer_listing_thousands_of_queues_reads_the_first_hundred_by_name() -> None:
+    document = copy.deepcopy(OK)
+    document["services"]["queues"] = {
+        f"q{n:04d}": {"status": "disconnected"} for n in reversed(range(5000))
+    }
+    report = classify_health(200, body(document))
+    assert report.state is HealthState.DEGRADED
+    assert sorted(report.queues) == [f"q{n:04d}" for n in range(100)]
+    assert len(report.problems) == 100  # one alert per queue read, not 5,000
+
+
 def test_no_answer_bad_code_or_foreign_body_is_down() -> None:
     timeout = classify_health(None, None, failure="no answer within 10s")
     assert (timeout.state, timeout.message) == (HealthState.DOWN, "no answer within 10s")

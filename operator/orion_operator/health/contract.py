@@ -14,6 +14,9 @@ CONNECTED = "connected"
 # short text, so a strange /health answer cannot make the status write fail.
 MAX_COUNT = 2**63 - 1
 MAX_TEXT = 200
+# Queues read from one answer, the first by name: each is a line in status and its own alert,
+# so a body listing thousands (up to the 1 MiB read) must not become thousands of either.
+MAX_QUEUES = 100
 
 
 class HealthState(StrEnum):
@@ -76,7 +79,7 @@ def _parse_queues(raw: Any) -> dict[str, QueueHealth]:
     if not isinstance(raw, dict):
         return {}
     queues = {}
-    for name, detail in raw.items():
+    for name, detail in sorted(raw.items())[:MAX_QUEUES]:
         if isinstance(detail, dict):
             queues[_as_text(name)] = QueueHealth(
                 status=_as_text(detail.get("status", "unknown")),
