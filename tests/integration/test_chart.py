@@ -99,6 +99,41 @@ def test_the_chart_applies_with_a_server_side_dry_run_then_for_real(release: tup
         ), denied
 
 
+def test_namespace_viewers_read_orion_objects_and_editors_declare_them(
+    release: tuple[str, str],
+):
+    name, namespace = release
+    kubectl(
+        "apply", "--server-side", "--force-conflicts", "--field-manager", "helm-test", "-f", "-",
+        input=rendered(name, namespace),
+    )  # fmt: skip
+    for user, role in (("viewer", "view"), ("editor", "edit")):
+        kubectl(
+            "create", "rolebinding", f"{user}-{role}", f"--clusterrole={role}",
+            f"--user={user}", "-n", namespace,
+        )  # fmt: skip
+
+    def can(user: str, verb: str, resource: str, subresource: str = "") -> bool:
+        answer = kubectl(
+            "auth", "can-i", verb, resource, f"--subresource={subresource}",
+            "-n", namespace, f"--as={user}", check=False,
+        )  # fmt: skip
+        return answer.stdout.strip() == "yes"
+
+    # The built-in roles pick up the chart's rules through the aggregation controller.
+    wait_for(lambda: can("viewer", "list", "tenants.orion.io"), what="view to include Tenants")
+    wait_for(lambda: can("editor", "create", "backups.orion.io"), what="edit to include Backups")
+    for kind in ("tenants", "backups", "backupschedules", "restores", "apideployments"):
+        assert can("viewer", "get", f"{kind}.orion.io"), kind
+        assert not can("viewer", "create", f"{kind}.orion.io"), kind
+        assert can("editor", "delete", f"{kind}.orion.io"), kind
+    assert can("viewer", "watch", "databasemaintenances.orion.io")
+    assert can("editor", "patch", "apideployments.orion.io", "scale")
+    assert can("viewer", "get", "apideployments.orion.io", "scale")
+    assert not can("viewer", "patch", "apideployments.orion.io", "scale")
+    assert not can("editor", "patch", "tenants.orion.io", "status")  # status is the operator's
+
+
 def test_the_kustomize_base_applies_cleanly(cluster: str):
     built = kubectl("kustomize", str(ROOT / "manifests" / "base")).stdout
     apply = ["apply", "--server-side", "--force-conflicts", "--field-manager", "kustomize-test"]

@@ -60,9 +60,19 @@ def test_the_chart_ships_exactly_the_generated_crds():
     assert shipped == committed
 
 
+def operator_roles(docs: list[dict[str, Any]]) -> list[str]:
+    """The kinds of the operator's own RBAC objects, not the ones for people."""
+    return kinds([doc for doc in docs if not aggregated(doc)])
+
+
+def aggregated(doc: dict[str, Any]) -> bool:
+    labels = doc["metadata"].get("labels") or {}
+    return any(key.startswith("rbac.authorization.k8s.io/aggregate-to-") for key in labels)
+
+
 def test_cluster_wide_by_default_and_roles_per_namespace_when_listed():
     cluster_wide = render()
-    assert kinds(cluster_wide).count("ClusterRole") == 2
+    assert operator_roles(cluster_wide).count("ClusterRole") == 2
     assert "Role" not in kinds(cluster_wide)
     assert "ClusterKopfPeering" in kinds(cluster_wide)
 
@@ -81,6 +91,18 @@ def test_cluster_wide_by_default_and_roles_per_namespace_when_listed():
     deployment = next(doc for doc in scoped if doc["kind"] == "Deployment")
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=shop" in args and "--namespace=billing" in args
+
+
+def test_the_roles_for_people_grant_only_orion_objects_and_can_be_left_out():
+    for_people = [doc for doc in render() if aggregated(doc)]
+    assert sorted(doc["metadata"]["name"] for doc in for_people) == [
+        "orion-orion-operator-edit",
+        "orion-orion-operator-view",
+    ]
+    for role in for_people:
+        assert all(rule["apiGroups"] == ["orion.io"] for rule in role["rules"])
+        assert not any(r.endswith("/status") for rule in role["rules"] for r in rule["resources"])
+    assert not [doc for doc in render("aggregateToDefaultRoles=false") if aggregated(doc)]
 
 
 def test_no_rule_grants_everything():
