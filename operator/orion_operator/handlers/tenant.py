@@ -315,6 +315,7 @@ async def _check_integrity(
         return
     patch.status["integrity"] = _integrity_status(report, trigger, checked.checked_at)
     namespace = body.metadata.namespace or "default"
+    database = database_of(url)
     prior = CheckState.model_validate((body.status.get("alerts") or {}).get(INTEGRITY_CHECK) or {})
     state, alert = integrity_alert_step(
         prior,
@@ -322,7 +323,7 @@ async def _check_integrity(
         subject=ObjectRef("Tenant", namespace, body.metadata.name),
         subject_uid=body.metadata.uid or "",
         now=utc_now(),
-        database=database_of(url),
+        database=database,
     )
     quiet = state == CheckState(successes=state.successes) and not state.firing
     patch.status["alerts"] = {
@@ -334,7 +335,7 @@ async def _check_integrity(
         else:
             kopf.warn(body, reason=alert.reason, message=alert.message)
         # Every Tenant on the database saw the same rows: the channels hear it once.
-        sent = memo.integrity_alerts.admits(database_of(url), alert)
+        sent = memo.integrity_alerts.admits(database, alert)
         if sent:
             memo.alert_sender.submit(alert)
         logger.info(

@@ -1,8 +1,8 @@
 """Deleting a Tenant object: its deletionPolicy, applied behind the operator's finalizer.
 
-Retain has no handler: the object goes at once. Suspend marks
-the tenant row suspended. Delete creates a final tenant Backup (not owned by the Tenant, so it
-outlives it), waits for it to be Completed, then deletes the tenant's rows in one transaction
+Retain has no handler of its own: the object goes at once. Suspend marks the tenant row
+suspended. Delete creates a final tenant Backup (not owned by the Tenant, so it outlives it),
+waits for it to be Completed, then deletes the tenant's rows in one transaction
 (`tenancy.deletion`). A Failed final Backup blocks the deletion until someone deletes that
 Backup (a new one is then taken) or sets Retain.
 
