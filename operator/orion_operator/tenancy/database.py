@@ -70,9 +70,15 @@ class ConnectionPool:
         self.max_idle_seconds = max_idle_seconds
         self._idle: dict[str, list[tuple[psycopg.AsyncConnection, float]]] = {}
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._next_prune = 0.0
 
     async def _close_long_idle(self) -> None:
-        oldest_kept = time.monotonic() - self.max_idle_seconds
+        now = time.monotonic()
+        # Every reconcile borrows a connection: look for long-idle ones only now and then.
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self.max_idle_seconds / 5
+        oldest_kept = now - self.max_idle_seconds
         stale = []
         # Sorted out before the first await, so no other task sees a half-pruned list.
         for url, idle in list(self._idle.items()):
